@@ -1,0 +1,28 @@
+# Tasks for the PyTorch Basics course. Each target is one plain command, so everything
+# also works without make (the command is on the line below the target).
+PY := .venv/bin/python
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: setup data lab test figures execute release
+.DEFAULT_GOAL := lab
+
+setup:    ## create or update .venv with the pinned packages (idempotent)
+	./scripts/setup
+
+data: setup    ## prepare Fashion-MNIST in data/ and verify the data files
+	$(PY) -m course data
+
+lab: data    ## open the course in JupyterLab
+	./scripts/lab
+
+test: data    ## run every test: notebooks (nbval), release, grading, package
+	$(PY) -m pytest
+
+figures: setup    ## redraw figures/*.png and embed them in the lessons
+	$(PY) -m course figures
+
+execute: setup    ## re-run the solution notebooks and store their outputs
+	$(PY) -m course execute
+
+release: setup    ## regenerate the student versions in notebooks/ from solutions/
+	$(PY) -m course release

@@ -1,0 +1,32 @@
+"""The course's command line: ``python -m course COMMAND [LESSON ...]``.
+
+    data                 prepare Fashion-MNIST in data/ and verify every data file
+    figures [LESSON ...] draw figures/*.png and embed them in the solution notebooks
+    execute [LESSON ...] run solution notebooks in a fresh kernel and store their outputs
+    release [LESSON ...] regenerate the student versions in notebooks/ from solutions/
+
+Without lesson ids, every lesson under solutions/ is processed. The Makefile has a
+target for each command.
+"""
+
+import sys
+
+
+def main(argv: list[str]) -> int:
+    command, lessons = (argv[0], argv[1:]) if argv else ("", [])
+    if command == "data":
+        from course.data import main as run
+    elif command == "figures":
+        from course.figures import main as run
+    elif command in ("execute", "release"):
+        from course.lessons import main as lessons_main
+
+        return lessons_main([command, *lessons])
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return run(lessons)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

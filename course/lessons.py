@@ -1,0 +1,97 @@
+"""Instructor tooling for the lessons: store outputs, generate student versions.
+
+    python -m course execute [LESSON ...]   # run solutions in a fresh kernel, store outputs
+    python -m course release [LESSON ...]   # regenerate notebooks/ from solutions/
+
+Without lesson ids, every lesson under solutions/ is processed.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from course.paths import NOTEBOOKS, ROOT, lesson_ids, solution_notebook
+
+# Cell metadata that changes from run to run and means nothing to a reader.
+VOLATILE_CELL_METADATA = ("execution", "collapsed", "scrolled")
+
+
+def tool_env() -> dict:
+    """Environment for nbgrader and jupyter subprocesses.
+
+    The environment's bin/ goes first on PATH (nbgrader runs `alembic` by name), and
+    Jupyter reads its user config from the project's .jupyter/, not from ~/.jupyter.
+    """
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["JUPYTER_CONFIG_DIR"] = str(ROOT / ".jupyter")
+    return env
+
+
+def nbgrader(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
+    """Run an nbgrader command with the course's configuration (nbgrader_config.py in ``cwd``)."""
+    command = [str(Path(sys.executable).parent / "nbgrader"), *args]
+    result = subprocess.run(command, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def clean_metadata(nb) -> None:
+    """Keep notebook metadata stable so that diffs show content changes only."""
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    nb.metadata.get("language_info", {}).pop("version", None)
+    for cell in nb.cells:
+        for key in VOLATILE_CELL_METADATA:
+            cell.metadata.pop(key, None)
+
+
+def execute(lesson: str, timeout: int = 600) -> float:
+    """Run one solution notebook top to bottom in a fresh kernel and store its outputs."""
+    path = solution_notebook(lesson)
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=True,
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    seconds = sum(
+        (_parse(c.metadata["execution"]["shell.execute_reply"]) - _parse(c.metadata["execution"]["iopub.execute_input"]))
+        for c in nb.cells if c.cell_type == "code" and "execution" in c.metadata
+    )
+    clean_metadata(nb)
+    nbformat.write(nb, path)
+    return seconds
+
+
+def _parse(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def release(lesson: str, release_dir: Path = NOTEBOOKS) -> Path:
+    """Generate the student version of one lesson into ``release_dir/<lesson>/``."""
+    nbgrader("generate_assignment", lesson, "--force", "--no-db",
+             f"--CourseDirectory.release_directory={release_dir}")
+    out = Path(release_dir) / lesson / f"{lesson}.ipynb"
+    nb = nbformat.read(out, as_version=4)
+    clean_metadata(nb)
+    nbformat.write(nb, out)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("execute", "release"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    lessons = argv[1:] or lesson_ids()
+    for lesson in lessons:
+        if argv[0] == "execute":
+            print(f"{lesson}: executed, outputs stored ({execute(lesson):.1f} s of cell time)")
+        else:
+            print(f"{lesson}: student version written to {release(lesson).relative_to(ROOT)}")
+    return 0
+
