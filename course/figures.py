@@ -129,7 +129,7 @@ def rank_figure(rank: int):
 
 
 def pytorch_parts_figure():
-    """PyTorch's main packages, stacked from tensors up to data and vision."""
+    """PyTorch's main packages, from tensors at the bottom up to data and vision."""
     layers = [
         ("torch", "tensors on CPU or GPU: creation, maths, indexing"),
         ("torch.autograd", "records operations and computes gradients"),
@@ -138,18 +138,18 @@ def pytorch_parts_figure():
         ("torch.utils.data", "Dataset and DataLoader: batches of examples"),
         ("torchvision", "image datasets, transforms and models"),
     ]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(7.6, 3.6))
     for i, (name, what) in enumerate(layers):
         y = i * 1.1
-        ax.add_patch(FancyBboxPatch((0, y), 10, 0.9, boxstyle="round,pad=0,rounding_size=0.15",
+        ax.add_patch(FancyBboxPatch((0, y), 12.5, 0.9, boxstyle="round,pad=0,rounding_size=0.15",
                                     facecolor=PALETTE[i], edgecolor="none", alpha=0.9))
         ax.text(0.3, y + 0.45, name, va="center", color="white", fontsize=10,
                 fontweight="bold", family="monospace")
         ax.text(3.6, y + 0.45, what, va="center", color="white", fontsize=9)
-    ax.set_xlim(-0.2, 10.2)
+    ax.set_xlim(-0.2, 12.7)
     ax.set_ylim(-0.2, len(layers) * 1.1)
     ax.axis("off")
-    ax.set_title("PyTorch's main parts (each builds on the ones below)", fontsize=10)
+    ax.set_title("PyTorch's main packages", fontsize=10)
     return fig
 
 

@@ -5,7 +5,6 @@ version scores 0, every solution region is guarded (stubbing it alone loses poin
 and the feedback HTML shows no hidden test.
 """
 
-import html
 import re
 from html.parser import HTMLParser
 
@@ -72,20 +71,23 @@ class _Text(HTMLParser):
 def _visible_text(page: str) -> str:
     parser = _Text()
     parser.feed(page)
-    return " ".join(" ".join(parser.parts).split())
+    return " ".join("".join(parser.parts).split())
 
 
 def test_feedback_shows_visible_tests_but_no_hidden_test(graded):
     lesson, course, _ = graded
-    tests = [c.source for c in simulate.instructor(lesson).cells if simulate.is_test(c)]
-    hidden = [line.strip() for t in tests for m in HIDDEN.findall(t) for line in m.splitlines()
-              if len(line.strip()) >= 10 and not line.strip().startswith("#")]
+    cells = simulate.instructor(lesson).cells
+    tests = [c.source for c in cells if simulate.is_test(c)]
+    public = {line.strip() for c in cells for line in HIDDEN.sub("", c.source).splitlines()}
+    # lines that only a hidden test has (a line that also stands in visible code may show)
+    hidden = {line.strip() for t in tests for block in HIDDEN.findall(t) for line in block.splitlines()
+              if len(line.strip()) >= 10 and not line.strip().startswith("#")} - public
     visible = [line.strip() for t in tests for line in HIDDEN.sub("", t).splitlines()
                if line.strip().startswith("assert")]
     assert hidden and visible, f"{lesson} needs visible and hidden tests"
+    normalised = lambda line: " ".join(line.split())  # noqa: E731
     for student in ("solution", "untouched"):
         text = _visible_text(course.feedback(lesson, student).read_text())
-        normalised = lambda line: " ".join(html.unescape(line).split())  # noqa: E731
         assert normalised(visible[0]) in text, "the check cannot see test code in the feedback"
-        shown = [line for line in hidden if normalised(line) in text]
+        shown = sorted(line for line in hidden if normalised(line) in text)
         assert not shown, f"{lesson}: feedback for {student} shows hidden test lines: {shown[:3]}"
