@@ -27,11 +27,9 @@ def graded(request, tmp_path_factory):
     students = {"solution": simulate.submission(release_nb, lesson), "untouched": release_nb}
     for cell_id, k in simulate.regions(lesson):
         students[f"stub-{cell_id}-{k}"] = simulate.submission(release_nb, lesson, stub=(cell_id, k))
-    results = {}
     for student, nb in students.items():
         course.submit(student, lesson, nb)
-        results[student] = course.autograde(lesson, student)
-    return lesson, course, results
+    return lesson, course, course.grade_all(lesson, list(students))
 
 
 def test_the_instructors_answers_score_full_marks(graded):
