@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup data lab test figures execute release
+.PHONY: setup data lab test figures execute release bench
 .DEFAULT_GOAL := lab
 
 setup:    ## create or update .venv with the pinned packages (idempotent)
@@ -26,3 +26,6 @@ execute: setup    ## re-run the solution notebooks and store their outputs
 
 release: setup    ## regenerate the student versions in notebooks/ from solutions/
 	$(PY) -m course release
+
+bench: data    ## time lesson 06's classic and fast CNN recipes side by side (not a test)
+	$(PY) -m course bench

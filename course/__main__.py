@@ -4,6 +4,7 @@
     figures [LESSON ...] draw figures/*.png and embed them in the solution notebooks
     execute [LESSON ...] run solution notebooks in a fresh kernel and store their outputs
     release [LESSON ...] regenerate the student versions in notebooks/ from solutions/
+    bench [--profile]    time lesson 06's classic and fast CNN recipes side by side
 
 Without lesson ids, every lesson under solutions/ is processed. The Makefile has a
 target for each command.
@@ -18,6 +19,8 @@ def main(argv: list[str]) -> int:
         from course.data import main as run
     elif command == "figures":
         from course.figures import main as run
+    elif command == "bench":
+        from course.bench import main as run
     elif command in ("execute", "release"):
         from course.lessons import main as lessons_main
 
