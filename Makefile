@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup data lab test figures execute release bench
+.PHONY: setup data lab test figures execute release bench grade bench-grading
 .DEFAULT_GOAL := lab
 
 setup:    ## create or update .venv with the pinned packages (idempotent)
@@ -29,3 +29,9 @@ release: setup    ## regenerate the student versions in notebooks/ from solution
 
 bench: data    ## time lesson 06's classic and fast CNN recipes side by side (not a test)
 	$(PY) -m course bench
+
+grade: data    ## autograde a class: make grade ASSIGNMENT=01-tensors SUBMISSIONS=path [GRADE_OPTIONS=--force]
+	$(PY) -m course grade $(ASSIGNMENT) $(SUBMISSIONS) $(GRADE_OPTIONS)
+
+bench-grading: data    ## time grading: seconds per submission per lesson, and for 10 and 100 students (not a test)
+	$(PY) -m course bench-grading

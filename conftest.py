@@ -3,8 +3,12 @@
 Student versions (notebooks/) are executed, not compared: they have no stored outputs.
 Their solution cells raise NotImplementedError, which is allowed; every graded test
 cell must fail (a strict expected failure), so a test that passes without an answer
-fails the build.
+fails the build. Their kernels run as nbgrader's autograder runs them
+(NBGRADER_EXECUTION=autograde), so a lesson's long training takes its short grading
+path there; the full path runs, and is compared, in solutions/.
 """
+
+import os
 
 import pytest
 
@@ -26,3 +30,12 @@ def pytest_collection_modifyitems(items):
         elif meta.get("grade"):
             item.add_marker(pytest.mark.xfail(
                 strict=True, reason="a graded test cell must fail while the exercise is unanswered"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Set the grader's environment before nbval starts a student version's kernel."""
+    if NOTEBOOKS in item.path.parents:
+        os.environ["NBGRADER_EXECUTION"] = "autograde"
+    else:
+        os.environ.pop("NBGRADER_EXECUTION", None)

@@ -2,7 +2,8 @@
 
 The instructor's single source is solutions/<lesson>/<lesson>.ipynb; `make release`
 generates the student versions into notebooks/. Grading folders (submitted/,
-autograded/, feedback/, gradebook.db) are created beside this file and ignored by git.
+autograded/, feedback/, gradebook.db; release/ and grades/ from `make grade`) are created
+beside this file and ignored by git.
 """
 
 from pathlib import Path
@@ -28,6 +29,10 @@ c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--Interacti
 # exception (an "error" output) still fails the cell.
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"[\s\S]"
+
+# Autograde restores test cells a student edited; this also puts back one they deleted
+# (and grades it), instead of scoring it 0 without a word.
+c.OverwriteCells.add_missing_cells = True
 
 # Feedback shows the student's code, scores and the visible tests, never the hidden ones.
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]

@@ -5,6 +5,10 @@
     execute [LESSON ...] run solution notebooks in a fresh kernel and store their outputs
     release [LESSON ...] regenerate the student versions in notebooks/ from solutions/
     bench [--profile]    time lesson 06's classic and fast CNN recipes side by side
+    grade LESSON SUBMISSIONS [--course-dir DIR] [--force] [--jobs N] [--timeout S]
+                         autograde a class: feedback, grades CSV, class report
+    bench-grading [--students N ...]
+                         time grading: seconds per submission, per lesson and per class size
 
 Without lesson ids, every lesson under solutions/ is processed. The Makefile has a
 target for each command.
@@ -21,6 +25,10 @@ def main(argv: list[str]) -> int:
         from course.figures import main as run
     elif command == "bench":
         from course.bench import main as run
+    elif command == "grade":
+        from course.grading import main as run
+    elif command == "bench-grading":
+        from course.bench_grading import main as run
     elif command in ("execute", "release"):
         from course.lessons import main as lessons_main
 

@@ -126,7 +126,7 @@ def report(result: dict) -> str:
     lines = [
         f"# CNN benchmark on {result['device']}",
         "",
-        f"{result['machine']}, torch {result['torch']}, {result['threads']} threads. Training time only;",
+        f"{result['machine']}, torch {result['torch']}. Training time only;",
         "each recipe evaluated on all 10,000 test images after every epoch.",
         "",
         "| recipe | epoch | training s | s per epoch | test accuracy |",

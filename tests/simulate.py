@@ -2,11 +2,13 @@
 
 A submission starts from the student version that nbgrader releases and fills its
 solution cells from the instructor's notebook, the way a student who found the
-intended answers would.
+intended answers would. messy_class() makes a class of lesson 01 with the wrong answers,
+edited tests, crashes and attacks that real submissions bring, each with its expected grade.
 """
 
 import copy
 import re
+from html.parser import HTMLParser
 
 import nbformat
 
@@ -14,6 +16,7 @@ from course.paths import solution_notebook
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
+HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 
 
 def grade_id(cell) -> str:
@@ -64,3 +67,139 @@ def submission(release_nb, lesson: str, stub: tuple[str, int] | None = None):
             cell_id = grade_id(cell)
             cell.source = answer(answers[cell_id], stub[1] if stub and stub[0] == cell_id else None)
     return nb
+
+
+def hidden_test_lines(lesson: str) -> set[str]:
+    """Lines that only a hidden test has (a line that also stands in visible code may show)."""
+    cells = instructor(lesson).cells
+    public = {line.strip() for c in cells for line in HIDDEN.sub("", c.source).splitlines()}
+    return {line.strip() for c in cells if is_test(c) for block in HIDDEN.findall(c.source)
+            for line in block.splitlines() if len(line.strip()) >= 10 and not line.strip().startswith("#")} - public
+
+
+class _Text(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.parts = []
+
+    def handle_data(self, data):
+        self.parts.append(data)
+
+
+def visible_text(page: str) -> str:
+    """The text a reader sees on an HTML page, whitespace normalised."""
+    parser = _Text()
+    parser.feed(page)
+    return " ".join("".join(parser.parts).split())
+
+
+def shown_hidden_lines(page: str, lesson: str) -> list[str]:
+    text = visible_text(page)
+    return sorted(line for line in hidden_test_lines(lesson) if " ".join(line.split()) in text)
+
+
+# A messy class of lesson 01-tensors (it grades fast): the submissions real students send.
+MESSY = "01-tensors"
+POINTS = {1: 1, 2: 2, 3: 1, 4: 2, 5: 2, 6: 2, 7: 2}  # exercise -> points: 12 in all
+WRONG = {  # wrong answers of the kinds students write
+    "wrong-shape": (1, "def make_batch(n):\n    return torch.zeros(n, 32, 32, 3)"),
+    "wrong-dtype": (2, "def iris_tensor(df, columns, n):\n    return torch.tensor(df[columns].iloc[:n].to_numpy())"),
+    "off-by-one": (5, "def roll_dice(seed, n):\n    torch.manual_seed(seed)\n    return torch.randint(1, 6, (n,))"),
+}
+
+
+def ex(number: int, kind: str = "solution") -> str:
+    return f"{MESSY}-ex{number}-{kind}"
+
+
+def edited(nb, changes: dict):
+    """A copy of ``nb``: cells (by grade id) get a new source (str), an edit (callable) or go (None)."""
+    nb = copy.deepcopy(nb)
+    kept = []
+    for cell in nb.cells:
+        change = changes.get(grade_id(cell), cell.source)
+        if callable(change):
+            change(cell)
+        elif change is not None:
+            cell.source = change
+        if change is not None:
+            kept.append(cell)
+    nb.cells = kept
+    return nb
+
+
+def messy_class(release_nb, course_dir) -> dict:
+    """Student -> (path in their folder, content, expected outcome) for lesson 01-tensors.
+
+    Content is a notebook, raw bytes or None (an empty folder). The outcome is the score out
+    of 12, or a piece of the reason given for a failed grading. A vandal writes to the
+    gradebook and the nbgrader_config.py of ``course_dir`` (a student who found the course).
+    """
+    gradebook, config = str(course_dir / "gradebook.db"), str(course_dir / "nbgrader_config.py")
+    full = submission(release_nb, MESSY)
+    solution = {grade_id(c): c.source for c in full.cells if is_solution(c)}
+
+    def before(number, code):  # code put in front of an exercise's answer
+        return {ex(number): code + "\n" + solution[ex(number)]}
+
+    def after(number, code):
+        return {ex(number): solution[ex(number)] + "\n" + code}
+
+    def points(cell):
+        cell.metadata.nbgrader["points"] = 100
+
+    nb = f"{MESSY}.ipynb"
+    students = {
+        "full": (nb, full, 12),
+        "untouched": (f"{MESSY}/{nb}", release_nb, 0),
+        "partial": (nb, edited(release_nb, {ex(n): solution[ex(n)] for n in (1, 3, 5, 7)}), 1 + 1 + 2 + 2),
+        **{name: (nb, edited(full, {ex(n): code}), 12 - POINTS[n]) for name, (n, code) in WRONG.items()},
+        # test cells edited: nbgrader restores them from the gradebook
+        "tests-pass": (nb, edited(release_nb, {ex(n, "tests"): "pass" for n in POINTS}), 0),
+        "assert-true": (nb, edited(full, {ex(1): WRONG["wrong-shape"][1], ex(1, "tests"): "assert True"}), 11),
+        "deleted-tests": (nb, edited(full, {ex(4, "tests"): None, ex(5, "tests"): None,
+                                            ex(5): WRONG["off-by-one"][1]}), 10),
+        "points-changed": (nb, edited(full, {ex(1, "tests"): points, ex(2): WRONG["wrong-dtype"][1]}), 10),
+        "infinite-loop": (f"{MESSY}/{nb}", edited(full, before(3, "while True:\n    pass")), 11),
+        "sys-exit": (nb, edited(full, before(5, "import sys\nsys.exit('bye')")), 10),
+        "kernel-killer": (nb, edited(full, before(6, "import os\nos._exit(1)")), "kernel died"),
+        "huge-output": (nb, edited(full, after(7, "for i in range(300_000):\n    print('line', i)")), 12),
+        "not-json": (nb, b'{"cells": [ this is not JSON', "not a valid notebook"),
+        "renamed": ("Copy of 01-tensors (2).ipynb", full, 12),
+        "empty": (None, None, "no notebook submitted"),
+        "noisy": (nb, edited(full, before(1, "import sys, warnings\nwarnings.warn('a warning')\n"
+                                              "print('to stderr', file=sys.stderr)")), 12),
+        # reaches for the instructor's files the way nbgrader lays a course out, and for its HOME
+        "intruder": (nb, edited(full, after(7, INTRUDER)), "wrote to its grading folder"),
+        # knows where the instructor's files are: corrupts the course's gradebook and a guarded file
+        "vandal": (nb, edited(full, after(7, f"import pathlib\npathlib.Path({gradebook!r}).write_bytes(b'vandal')\n"
+                                             f"with open({config!r}, 'a') as f:\n    f.write('# vandal')")), 12),
+    }
+    return students
+
+
+INTRUDER = """\
+import os, pathlib
+course = pathlib.Path("../../..")  # <course>/autograded/<student>/<lesson>/ is the working folder
+for name in ("gradebook.db", "nbgrader_config.py", "solutions/01-tensors/01-tensors.ipynb"):
+    try:
+        print(name, len((course / name).read_bytes()), "bytes")
+        (course / name).write_bytes(b"")
+    except OSError as error:
+        print(name, error)
+for folder in (pathlib.Path.home(), pathlib.Path(os.environ.get("JUPYTER_CONFIG_DIR", "."))):
+    (folder / "intruder-was-here.txt").write_text("planted by a simulated student")"""
+
+
+def write_class(folder, students: dict) -> None:
+    """Write submissions as <folder>/<student>/<path>, from messy_class()."""
+    for student, (path, content, _) in students.items():
+        (folder / student).mkdir(parents=True, exist_ok=True)
+        if path is None:
+            continue
+        target = folder / student / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            nbformat.write(content, target)

@@ -27,7 +27,11 @@ def conda_pins() -> dict[str, str]:
     assert spec["channels"] == ["conda-forge"]
     pins = {}
     for dep in spec["dependencies"]:
-        if isinstance(dep, str) and dep not in ("pip", "python") and not dep.startswith("python="):
+        if isinstance(dep, dict):  # the `pip:` list: packages conda-forge lacks, pinned pip-style
+            for line in dep["pip"]:
+                name, _, pinned = line.partition("==")
+                pins[name.strip().lower()] = pinned.strip()
+        elif dep != "pip" and not dep.startswith("python="):
             name, _, pinned = dep.partition("=")
             pins[name.strip().lower()] = pinned.strip()
     return pins

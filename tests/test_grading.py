@@ -5,17 +5,12 @@ version scores 0, every solution region is guarded (stubbing it alone loses poin
 and the feedback HTML shows no hidden test.
 """
 
-import re
-from html.parser import HTMLParser
-
 import nbformat
 import pytest
 
 import simulate
 from course.grading import GradingCourse
 from course.paths import lesson_ids
-
-HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 
 
 @pytest.fixture(scope="module", params=lesson_ids())
@@ -57,35 +52,14 @@ def test_every_solution_region_is_guarded(graded):
     assert not unguarded, f"{lesson}: stubbing these regions loses no points: {unguarded}"
 
 
-class _Text(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.parts = []
-
-    def handle_data(self, data):
-        self.parts.append(data)
-
-
-def _visible_text(page: str) -> str:
-    parser = _Text()
-    parser.feed(page)
-    return " ".join("".join(parser.parts).split())
-
-
 def test_feedback_shows_visible_tests_but_no_hidden_test(graded):
     lesson, course, _ = graded
-    cells = simulate.instructor(lesson).cells
-    tests = [c.source for c in cells if simulate.is_test(c)]
-    public = {line.strip() for c in cells for line in HIDDEN.sub("", c.source).splitlines()}
-    # lines that only a hidden test has (a line that also stands in visible code may show)
-    hidden = {line.strip() for t in tests for block in HIDDEN.findall(t) for line in block.splitlines()
-              if len(line.strip()) >= 10 and not line.strip().startswith("#")} - public
-    visible = [line.strip() for t in tests for line in HIDDEN.sub("", t).splitlines()
+    tests = [c.source for c in simulate.instructor(lesson).cells if simulate.is_test(c)]
+    visible = [line.strip() for t in tests for line in simulate.HIDDEN.sub("", t).splitlines()
                if line.strip().startswith("assert")]
-    assert hidden and visible, f"{lesson} needs visible and hidden tests"
-    normalised = lambda line: " ".join(line.split())  # noqa: E731
+    assert simulate.hidden_test_lines(lesson) and visible, f"{lesson} needs visible and hidden tests"
     for student in ("solution", "untouched"):
-        text = _visible_text(course.feedback(lesson, student).read_text())
-        assert normalised(visible[0]) in text, "the check cannot see test code in the feedback"
-        shown = sorted(line for line in hidden if normalised(line) in text)
+        page = course.feedback(lesson, student).read_text()
+        assert " ".join(visible[0].split()) in simulate.visible_text(page), "the check cannot see test code in the feedback"
+        shown = simulate.shown_hidden_lines(page, lesson)
         assert not shown, f"{lesson}: feedback for {student} shows hidden test lines: {shown[:3]}"

@@ -1,0 +1,151 @@
+"""`python -m course grade` on a simulated class of messy submissions (lesson 01-tensors).
+
+The class (tests/simulate.py: messy_class) is graded once by the command, then again
+unchanged, then with a late submission added, then three of its students come back as an
+LMS zip graded with --force. Each student's expected outcome comes with the simulation.
+"""
+
+import contextlib
+import csv
+import hashlib
+import io
+import re
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pytest
+
+import simulate
+from course.__main__ import main as course
+from course.paths import ROOT, student_notebook
+
+LESSON = simulate.MESSY
+TIMEOUT = 15  # seconds per cell for this test (the course's is 60): the endless loop is stopped then
+# Instructor files the class must leave as they are (the gradebook is checked through the grades).
+INSTRUCTOR = [ROOT / "solutions" / LESSON, ROOT / "notebooks" / LESSON, ROOT / "nbgrader_config.py",
+              ROOT / "data" / "iris.csv", ROOT / ".jupyter" / "nbgrader_config.py"]
+PROBE = "intruder-was-here.txt"  # what the intruder plants in its HOME and Jupyter config folder
+ZIPPED = ("full", "partial")  # sent again as an LMS export, named <student>_<file>.ipynb
+
+
+def checksums(paths: list[Path]) -> dict[str, str]:
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*")))]
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
+
+
+def grade(submissions: Path, course_dir: Path, *options: str) -> SimpleNamespace:
+    """Run the grade command; its exit code, what it printed, the grades CSV and autograded files' times."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = course(["grade", LESSON, str(submissions), "--course-dir", str(course_dir),
+                       "--timeout", str(TIMEOUT), *options])
+    table = course_dir / "grades" / LESSON / "grades.csv"
+    graded = course_dir / "autograded"
+    return SimpleNamespace(code=code, summary=out.getvalue(), csv=table.read_text(),
+                           rows={row["student"]: row for row in csv.DictReader(table.open())},
+                           times={p.parent.parent.name: p.stat().st_mtime_ns for p in graded.glob(f"*/{LESSON}/*.ipynb")})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("class")
+    course_dir, submissions = base / "course", base / "submissions"
+    students = simulate.messy_class(nbformat.read(student_notebook(LESSON), as_version=4), course_dir)
+    simulate.write_class(submissions, students)
+    before = checksums(INSTRUCTOR)
+    first = grade(submissions, course_dir)
+    again = grade(submissions, course_dir)
+    late = {"late": (f"{LESSON}.ipynb", students["full"][1], 12)}
+    simulate.write_class(submissions, late)
+    with_late = grade(submissions, course_dir)
+    export = base / "lms-export.zip"
+    with zipfile.ZipFile(export, "w") as archive:
+        for student in ZIPPED:
+            path = next((submissions / student).rglob("*.ipynb"))
+            archive.write(path, f"{student}_{path.name}")
+    forced = grade(export, course_dir, "--force")
+    probes = [p for p in (Path.home(), ROOT / ".jupyter", course_dir) if (p / PROBE).exists()]
+    for folder in probes:
+        (folder / PROBE).unlink()
+    return SimpleNamespace(students=students, course_dir=course_dir, first=first, again=again, late=with_late,
+                           forced=forced, changed=before != checksums(INSTRUCTOR), probes=probes)
+
+
+def test_each_student_gets_the_expected_grade_or_is_reported_failed_with_the_reason(runs):
+    wrong = {}
+    for student, (_, _, expected) in runs.students.items():
+        row = runs.first.rows[student]
+        if isinstance(expected, int):
+            scores = [float(row[cell]) for cell in list(row)[3:-2]]
+            if row["status"] != "graded" or float(row["total"]) != expected or sum(scores) != expected:
+                wrong[student] = f"expected {expected}/12, got {row['status']} {row['total']} {row['error']}"
+            assert float(row["max_score"]) == 12
+        elif row["status"] != "failed" or expected not in row["error"]:
+            wrong[student] = f"expected a failure ({expected}), got {row['status']} {row['total']} {row['error']}"
+    assert not wrong, wrong
+
+
+def test_the_grades_csv_has_a_row_per_student_and_a_column_per_graded_cell(runs):
+    header = runs.first.csv.splitlines()[0].split(",")
+    cells = [f"{LESSON}-ex{n}-tests" for n in simulate.POINTS]
+    assert header == ["student", "status", "error", *cells, "total", "max_score"]
+    assert sorted(runs.first.rows) == sorted(runs.students)
+
+
+def test_feedback_for_every_graded_student_shows_no_hidden_test(runs):
+    visible = "assert b.shape == (4, 3, 32, 32)"  # a visible test line of exercise 1
+    for student, row in runs.first.rows.items():
+        if row["status"] == "graded":
+            page = runs.course_dir / "feedback" / student / LESSON / f"{LESSON}.html"
+            assert page.stat().st_size < 2_000_000, f"{student}: feedback of {page.stat().st_size} bytes"
+            html = page.read_text()
+            assert visible in simulate.visible_text(html), f"{student}: the check cannot see test code"
+            shown = simulate.shown_hidden_lines(html, LESSON)
+            assert not shown, f"feedback for {student} shows hidden test lines: {shown[:3]}"
+
+
+def test_the_class_report_names_the_most_failed_exercise_and_the_failed_students(runs):
+    out = runs.course_dir / "grades" / LESSON
+    report = (out / "report.md").read_text()
+    assert (out / "report.png").read_bytes().startswith(b"\x89PNG")
+    graded = [row for row in runs.first.rows.values() if row["status"] == "graded"]
+    zeros = {n: sum(float(row[f"{LESSON}-ex{n}-tests"]) == 0 for row in graded) for n in simulate.POINTS}
+    most = min(zeros, key=lambda n: (-zeros[n], n))
+    table = report.split("## Exercises")[1].splitlines()
+    first_row = next(line for line in table if re.match(r"\| ex\d", line))
+    assert first_row.startswith(f"| ex{most} |"), first_row
+    for student, row in runs.first.rows.items():
+        assert (f"| {student} |" in report) == (row["status"] == "failed"), student
+
+
+def test_instructor_files_are_intact_and_tampering_is_reported(runs):
+    assert not runs.changed, "the class changed files in solutions/, notebooks/, data/ or the course config"
+    assert not runs.probes, f"the intruder planted files in {runs.probes}"
+    assert runs.first.code == 1, "a run in which instructor files changed must fail"
+    warnings = [line for line in runs.first.summary.splitlines() if "WARNING" in line and "vandal" in line]
+    assert any("gradebook.db was changed" in line and "restored" in line for line in warnings), runs.first.summary
+    assert any("nbgrader_config.py was changed" in line for line in warnings), runs.first.summary
+
+
+def test_grading_the_same_class_again_grades_nobody_and_changes_nothing(runs):
+    assert "This run graded 0 submissions" in runs.again.summary, runs.again.summary
+    assert runs.again.csv == runs.first.csv
+    assert runs.again.times == runs.first.times
+
+
+def test_a_late_submission_is_the_only_one_graded(runs):
+    assert "This run graded 1 submissions" in runs.late.summary, runs.late.summary
+    rows = dict(runs.late.rows)
+    assert rows.pop("late")["total"] == "12.0"
+    assert rows == runs.first.rows
+    assert {s: t for s, t in runs.late.times.items() if s != "late"} == runs.first.times
+
+
+def test_a_forced_regrade_of_an_lms_zip_gives_the_same_grades(runs):
+    assert f"{len(ZIPPED)} students" in runs.forced.summary
+    assert f"This run graded {len(ZIPPED)} submissions" in runs.forced.summary
+    assert runs.forced.csv == runs.late.csv
+    regraded = {s for s, t in runs.forced.times.items() if t != runs.late.times[s]}
+    assert regraded == set(ZIPPED)
