@@ -22,10 +22,10 @@ import nbformat
 import torch
 
 from course.data import fashion_mnist_root
-from course.paths import ROOT, solution_notebook
+from course.paths import BENCHMARKS, solution_notebook
 
 LESSON = "06-cnn-classifier"
-OUT = ROOT / "benchmarks"
+OUT = BENCHMARKS
 CLASSIC = dict(num_epochs=3, batch_size=32, lr=1e-3)  # the recipe older tutorials teach
 
 

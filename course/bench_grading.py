@@ -23,9 +23,9 @@ from pathlib import Path
 import nbformat
 
 from course.grading import grade
-from course.paths import ROOT, lesson_ids, student_notebook
+from course.paths import BENCHMARKS, ROOT, lesson_ids, student_notebook
 
-OUT = ROOT / "benchmarks"
+OUT = BENCHMARKS
 
 
 def bench(lesson: str, students: int, jobs: int | None = None) -> dict:

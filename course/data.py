@@ -53,18 +53,18 @@ def fashion_mnist_raw(root: Path | None = None) -> Path:
 def _problems(raw: Path, checksums: bool) -> list[str]:
     """What is wrong with the idx files in ``raw`` (an empty list when nothing is)."""
     problems = []
-    for name, (size, sha256) in FASHION_MNIST_FILES.items():
+    for name, (size, expected) in FASHION_MNIST_FILES.items():
         path = raw / name
         if not path.is_file():
             problems.append(f"{name} is missing")
         elif path.stat().st_size != size:
             problems.append(f"{name} has {path.stat().st_size} bytes, expected {size}")
-        elif checksums and _sha256(path) != sha256:
+        elif checksums and sha256(path) != expected:
             problems.append(f"{name} has the wrong SHA-256 checksum")
     return problems
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

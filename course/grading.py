@@ -49,6 +49,7 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 
+from course.data import sha256
 from course.lessons import nbgrader, tool_env
 from course.paths import NOTEBOOKS, ROOT, SOLUTIONS, solution_notebook
 
@@ -89,10 +90,6 @@ def write_config(root: Path, cell_timeout: int | None = None) -> None:
 
 def db_url(root: Path) -> str:
     return f"sqlite:///{root / 'gradebook.db'}"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def contents(path: Path) -> bytes | None:

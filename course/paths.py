@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = ROOT / "notebooks"
 FIGURES = ROOT / "figures"
+BENCHMARKS = ROOT / "benchmarks"  # what `make bench` and `make bench-grading` write
 
 
 def data_dir() -> Path:
