@@ -25,14 +25,12 @@ import nbformat
 from course.grading import grade
 from course.paths import BENCHMARKS, ROOT, lesson_ids, student_notebook
 
-OUT = BENCHMARKS
+sys.path.insert(0, str(ROOT / "tests"))  # tests/simulate.py makes the submissions
+import simulate  # noqa: E402
 
 
 def bench(lesson: str, students: int, jobs: int | None = None) -> dict:
     """Grade ``students`` copies of the instructor's answers to ``lesson`` in a fresh course folder."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import simulate
-
     answers = simulate.submission(nbformat.read(student_notebook(lesson), as_version=4), lesson)
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         for k in range(students):
@@ -71,14 +69,14 @@ def main(argv: list[str]) -> int:
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                "date": time.strftime("%Y-%m-%d")}
     write(machine, runs)
-    print(f"written: {(OUT / 'grading.md').relative_to(ROOT)}, {(OUT / 'grading.json').relative_to(ROOT)}")
+    print(f"written: {(BENCHMARKS / 'grading.md').relative_to(ROOT)}, {(BENCHMARKS / 'grading.json').relative_to(ROOT)}")
     return 0
 
 
 def write(machine: dict, runs: list[dict]) -> None:
     """benchmarks/grading.json and a markdown table of it, benchmarks/grading.md."""
-    OUT.mkdir(exist_ok=True)
-    (OUT / "grading.json").write_text(json.dumps({"machine": machine, "runs": runs}, indent=1) + "\n")
+    BENCHMARKS.mkdir(exist_ok=True)
+    (BENCHMARKS / "grading.json").write_text(json.dumps({"machine": machine, "runs": runs}, indent=1) + "\n")
     lines = ["# Grading benchmark (`python -m course bench-grading`)", "",
              f"{machine['date']}, {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}.", "",
              "Each run is the `grade` command on a fresh course folder with identical submissions (the "
@@ -90,4 +88,4 @@ def write(machine: dict, runs: list[dict]) -> None:
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['lesson']} | {r['students']} | {r['seconds']:.1f} | {r['seconds_per_submission']:.2f} | "
               f"{r['failed']} | {r['load_average_before']:.2f} |" for r in runs]
-    (OUT / "grading.md").write_text("\n".join(lines) + "\n")
+    (BENCHMARKS / "grading.md").write_text("\n".join(lines) + "\n")

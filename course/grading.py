@@ -446,10 +446,11 @@ def grade(lesson: str, submissions: Path, course_dir: Path = ROOT, force: bool =
     record_path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     everyone = {s: Result(s, error=e["error"]) if e["error"] else course.result(lesson, s)
                 for s, e in sorted(done.items())}
-    table = grades_table(everyone, _points(course, lesson))
+    points = _points(course, lesson)
+    table = grades_table(everyone, points)
     csv = out / "grades.csv"
     table.to_csv(csv, index=False)
-    report = class_report(table, lesson, _points(course, lesson), out)
+    report = class_report(table, lesson, points, out)
     summary = Summary(lesson, course, {s: everyone[s] for s in students}, todo, time.monotonic() - start,
                       grading_seconds, csv, report)
     (out / "summary.txt").write_text(summary.text() + "\n")

@@ -32,18 +32,11 @@ def tool_env() -> dict:
     return env
 
 
-def nbgrader(*args: str, cwd: Path = ROOT, check: bool = True, timeout: float | None = None,
-             threads: int | None = None):
-    """Run an nbgrader command with the course's configuration (nbgrader_config.py in ``cwd``).
-
-    ``threads`` caps the CPU threads of the kernels it starts (for runs side by side).
-    """
+def nbgrader(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run an nbgrader command with the course's configuration (nbgrader_config.py in ``cwd``)."""
     command = [str(Path(sys.executable).parent / "nbgrader"), *args]
-    env = tool_env()
-    if threads:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
+    result = subprocess.run(command, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
     return result
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import simulate
 from course.paths import NOTEBOOKS, ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,7 +38,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 LESSON = "01-tensors"
 NOTEBOOK = f"{LESSON}/{LESSON}.ipynb"
-SOLUTION = ROOT / "solutions" / LESSON / f"{LESSON}.ipynb"
 SERVER_START_S = 120  # a cold start on a busy 2-core machine
 RUN_S = 240           # running all cells, or one Validate (it runs the whole notebook)
 
@@ -72,21 +72,13 @@ pytestmark = pytest.mark.skipif(bool(_missing), reason=_missing or "")
 
 def solutions() -> dict[str, str]:
     """Solution cell sources of the lesson by grade id, without the BEGIN/END SOLUTION lines."""
-    nb = nbformat.read(SOLUTION, as_version=4)
-    answers = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution"):
-            lines = [line for line in cell.source.splitlines() if "### BEGIN SOLUTION" not in line
-                     and "### END SOLUTION" not in line]
-            answers[meta["grade_id"]] = "\n".join(lines)
-    return answers
+    return {simulate.grade_id(c): simulate.answer(c.source) for c in simulate.instructor(LESSON).cells
+            if simulate.is_solution(c)}
 
 
 def answer_cells_on_disk(path: Path) -> dict[str, str]:
-    nb = nbformat.read(path, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
-            if c.metadata.get("nbgrader", {}).get("solution")}
+    return {simulate.grade_id(c): c.source for c in nbformat.read(path, as_version=4).cells
+            if simulate.is_solution(c)}
 
 
 # ---------------------------------------------------------------------------------------
