@@ -5,7 +5,7 @@
     execute [LESSON ...] run solution notebooks in a fresh kernel and store their outputs
     release [LESSON ...] regenerate the student versions in notebooks/ from solutions/
     bench [--profile]    time lesson 06's classic and fast CNN recipes side by side
-    grade LESSON SUBMISSIONS [--course-dir DIR] [--force] [--jobs N] [--timeout S]
+    grade LESSON SUBMISSIONS [--course-dir DIR] [--force] [--jobs N | --scheduler ADDRESS] [--timeout S] [--memory GIB]
                          autograde a class: feedback, grades CSV, class report
     bench-grading [--students N ...]
                          time grading: seconds per submission, per lesson and per class size

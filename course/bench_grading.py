@@ -40,12 +40,12 @@ def bench(lesson: str, students: int, jobs: int | None = None) -> dict:
         start = time.monotonic()
         summary = grade(lesson, Path(tmp) / "class", Path(tmp) / "course", jobs=jobs)
         seconds = time.monotonic() - start
-    failed = summary.failed
-    scores = {r.score for r in summary.results.values() if not r.error}
+    grading = summary.run.seconds["grading"]
+    scores = {r.score for r in summary.results.values() if r.status == "graded"}
     return {"lesson": lesson, "students": students, "jobs": jobs or os.cpu_count(), "seconds": round(seconds, 1),
-            "grading_seconds": round(summary.grading_seconds, 1),
-            "seconds_per_submission": round(summary.grading_seconds / students, 2), "failed": len(failed),
-            "scores": sorted(scores)}
+            "grading_seconds": round(grading, 1), "seconds_per_submission": round(grading / students, 2),
+            "failed": students - summary.counts()["graded"], "scores": sorted(scores),
+            "phases": {k: round(v, 1) for k, v in summary.seconds.items()}}
 
 
 def main(argv: list[str]) -> int:

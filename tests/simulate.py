@@ -128,12 +128,14 @@ def edited(nb, changes: dict):
     return nb
 
 
-def messy_class(release_nb, course_dir) -> dict:
+def messy_class(release_nb, course_dir, port: int, marker: str) -> dict:
     """Student -> (path in their folder, content, expected outcome) for lesson 01-tensors.
 
     Content is a notebook, raw bytes or None (an empty folder). The outcome is the score out
-    of 12, or a piece of the reason given for a failed grading. A vandal writes to the
-    gradebook and the nbgrader_config.py of ``course_dir`` (a student who found the course).
+    of 12, a piece of the reason given for a failed grading (a str), or (score, a piece of the
+    reason a graded notebook stopped early). The attackers know where the course is
+    (``course_dir``), a TCP listener on 127.0.0.1:``port``, and leave ``marker`` in the names of
+    the files and processes they try to plant, for the test to look for.
     """
     gradebook, config = str(course_dir / "gradebook.db"), str(course_dir / "nbgrader_config.py")
     full = submission(release_nb, MESSY)
@@ -147,6 +149,9 @@ def messy_class(release_nb, course_dir) -> dict:
 
     def points(cell):
         cell.metadata.nbgrader["points"] = 100
+
+    def attack(code, number=7):
+        return edited(full, after(number, code))
 
     nb = f"{MESSY}.ipynb"
     students = {
@@ -162,33 +167,85 @@ def messy_class(release_nb, course_dir) -> dict:
         "points-changed": (nb, edited(full, {ex(1, "tests"): points, ex(2): WRONG["wrong-dtype"][1]}), 10),
         "infinite-loop": (f"{MESSY}/{nb}", edited(full, before(3, "while True:\n    pass")), 11),
         "sys-exit": (nb, edited(full, before(5, "import sys\nsys.exit('bye')")), 10),
-        "kernel-killer": (nb, edited(full, before(6, "import os\nos._exit(1)")), "kernel died"),
-        "huge-output": (nb, edited(full, after(7, "for i in range(300_000):\n    print('line', i)")), 12),
+        # a kernel that dies costs the cells from the one it died in (ex6 and ex7: 4 points)
+        "kernel-killer": (nb, edited(full, before(6, "import os\nos._exit(1)")), (8, "kernel died")),
+        "memory-hog": (nb, edited(full, before(6, "import torch\nhog = torch.ones(2**29)  # 2 GiB")),
+                       (8, "used more than 1 GiB of memory")),
+        "huge-output": (nb, attack("for i in range(300_000):\n    print('line', i)"), 12),
         "not-json": (nb, b'{"cells": [ this is not JSON', "not a valid notebook"),
         "renamed": ("Copy of 01-tensors (2).ipynb", full, 12),
         "empty": (None, None, "no notebook submitted"),
         "noisy": (nb, edited(full, before(1, "import sys, warnings\nwarnings.warn('a warning')\n"
                                               "print('to stderr', file=sys.stderr)")), 12),
-        # reaches for the instructor's files the way nbgrader lays a course out, and for its HOME
-        "intruder": (nb, edited(full, after(7, INTRUDER)), "wrote to its grading folder"),
-        # knows where the instructor's files are: corrupts the course's gradebook and a guarded file
-        "vandal": (nb, edited(full, after(7, f"import pathlib\npathlib.Path({gradebook!r}).write_bytes(b'vandal')\n"
-                                             f"with open({config!r}, 'a') as f:\n    f.write('# vandal')")), 12),
+        # attacks: each still gets its grade, and the test checks that the attack came to nothing
+        "snoop": (nb, attack(SNOOP.format(gradebook=gradebook)), 12),
+        "intruder": (nb, attack(INTRUDER.format(marker=marker, gradebook=gradebook, config=config)), 12),
+        "caller": (nb, attack(CALLER.format(port=port)), 12),
+        "escapee": (nb, attack(ESCAPEE.format(marker=marker)), 12),
+        "fork-bomb": (nb, attack(FORK_BOMB), 12),
+        "spinner": (nb, edited(full, before(1, SPINNER)), 12),
     }
     return students
 
 
+# reads every gradebook and lesson notebook it can find, and prints the hidden tests it finds in them
+SNOOP = """\
+import os, pathlib, sqlite3
+found = []
+for top in ("../../..", "/", "/root", "/home", "/tmp", "/work", "/srv", {gradebook!r}):
+    for folder, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if d not in ("proc", "sys", "usr", "dev", ".venv", "lib", "site-packages")]
+        found += [os.path.join(folder, f) for f in files if f.endswith((".db", ".ipynb"))]
+for path in sorted(set(found)):
+    try:
+        if path.endswith(".db"):
+            for (source,) in sqlite3.connect(path).execute("select source from source_cell"):
+                print(source)
+        else:
+            print(pathlib.Path(path).read_text())
+    except Exception as error:
+        print(path, type(error).__name__)"""
+# writes outside its folder: the system's temporary folder, the course, the gradebook, its HOME's parent
 INTRUDER = """\
 import os, pathlib
-course = pathlib.Path("../../..")  # <course>/autograded/<student>/<lesson>/ is the working folder
-for name in ("gradebook.db", "nbgrader_config.py", "solutions/01-tensors/01-tensors.ipynb"):
+for path in ("/tmp/{marker}-tmp.txt", "../../../{marker}-course.txt", {gradebook!r}, {config!r},
+             os.path.expanduser("~/../{marker}-home.txt"), "/root/{marker}-root.txt"):
     try:
-        print(name, len((course / name).read_bytes()), "bytes")
-        (course / name).write_bytes(b"")
+        pathlib.Path(path).write_text("planted by a simulated student")
     except OSError as error:
-        print(name, error)
-for folder in (pathlib.Path.home(), pathlib.Path(os.environ.get("JUPYTER_CONFIG_DIR", "."))):
-    (folder / "intruder-was-here.txt").write_text("planted by a simulated student")"""
+        print(path, type(error).__name__)"""
+# connects to a listener of the grader's machine on 127.0.0.1
+CALLER = """\
+import socket
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=5).sendall(b"hello from a student")
+except OSError as error:
+    print("connection:", error)"""
+# starts processes that leave the kernel's process group and session: setsid, a double fork, nohup
+ESCAPEE = """\
+import os, subprocess
+subprocess.Popen(["setsid", "sleep", "3141"], start_new_session=True)
+subprocess.Popen("nohup python3 -c 'import time; time.sleep(3600)  # {marker}' >/dev/null 2>&1 &", shell=True)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp("sleep", ["sleep", "2718"])
+    os._exit(0)"""
+# starts processes until the machine says no
+FORK_BOMB = """\
+import subprocess
+children = 0
+try:
+    while children < 100_000:
+        subprocess.Popen(["sleep", "600"])
+        children += 1
+except OSError as error:
+    print("fork refused after", children, "children:", error)"""
+# a thread that keeps spinning after its cell
+SPINNER = """\
+import threading
+threading.Thread(target=lambda: [None for _ in iter(int, 1)], daemon=True).start()"""
+ESCAPEE_COMMANDS = ("sleep 3141", "sleep 2718")  # with the marker: what must not outlive grading
 
 
 def write_class(folder, students: dict) -> None:

@@ -2,35 +2,43 @@
 
 For each lesson: the instructor's answers score full marks, the untouched student
 version scores 0, every solution region is guarded (stubbing it alone loses points),
-and the feedback HTML shows no hidden test.
+and the feedback HTML shows no hidden test. No score is read before checking that every
+student was graded: a grading error is printed, never read as a score.
 """
 
 import nbformat
 import pytest
 
 import simulate
-from course.grading import GradingCourse
+from course.grading import CourseFolder, grade_students
 from course.paths import lesson_ids
 
 
+def assert_all_graded(outcomes: dict) -> None:
+    """Every student was graded (a grading error is not a score of 0 out of 0)."""
+    errors = {s: f"{o.status}: {o.reason}" for s, o in outcomes.items() if o.status != "graded" or o.reason}
+    assert not errors, f"grading errors: {errors}"
+
+
 @pytest.fixture(scope="module", params=lesson_ids())
-def graded(request, tmp_path_factory):
+def graded(request, tmp_path_factory, engine):
     """Grade one lesson's simulated class once; the tests below read the results."""
     lesson = request.param
-    course = GradingCourse(tmp_path_factory.mktemp(f"course-{lesson}"))
+    course = CourseFolder(tmp_path_factory.mktemp(f"course-{lesson}"))
     release_nb = nbformat.read(course.release(lesson), as_version=4)
     students = {"solution": simulate.submission(release_nb, lesson), "untouched": release_nb}
     for cell_id, k in simulate.regions(lesson):
         students[f"stub-{cell_id}-{k}"] = simulate.submission(release_nb, lesson, stub=(cell_id, k))
     for student, nb in students.items():
         course.submit(student, lesson, nb)
-    return lesson, course, course.grade_all(lesson, list(students))
+    outcomes = grade_students(course, lesson, list(students), engine).outcomes
+    assert_all_graded(outcomes)
+    return lesson, course, outcomes
 
 
 def test_the_instructors_answers_score_full_marks(graded):
     lesson, _, results = graded
     result = results["solution"]
-    assert not result.error, result.error
     assert result.max_score > 0
     failing = {cell: score for cell, score in result.cell_scores.items() if score == 0}
     assert result.score == result.max_score, f"{lesson}: test cells failing on the solution: {failing}"
@@ -39,16 +47,16 @@ def test_the_instructors_answers_score_full_marks(graded):
 def test_the_untouched_student_version_scores_zero(graded):
     lesson, _, results = graded
     result = results["untouched"]
-    assert not result.error, result.error
     passing = {cell: score for cell, score in result.cell_scores.items() if score > 0}
-    assert result.score == 0, f"{lesson}: test cells that pass without an answer: {passing}"
+    assert result.score == 0 < result.max_score, f"{lesson}: test cells that pass without an answer: {passing}"
 
 
 def test_every_solution_region_is_guarded(graded):
     lesson, _, results = graded
-    unguarded = [s for s, r in results.items() if s.startswith("stub-") and r.score >= r.max_score]
-    stubs = [s for s in results if s.startswith("stub-")]
+    stubs = {s: r for s, r in results.items() if s.startswith("stub-")}
     assert stubs, f"{lesson} has no solution regions"
+    assert all(r.max_score > 0 for r in stubs.values())
+    unguarded = {s: f"{r.score}/{r.max_score}" for s, r in stubs.items() if r.score >= r.max_score}
     assert not unguarded, f"{lesson}: stubbing these regions loses no points: {unguarded}"
 
 

@@ -1,6 +1,7 @@
 """The grades table and the class report of a graded lesson (written by `python -m course grade`).
 
-grades.csv has one row per student: status (graded, or failed and why), one column per graded
+grades.csv has one row per student: status (graded; failed: the submission's fault; not graded: the
+grader's) and the reason, one column per graded
 cell, the total and the maximum. report.md (with report.png) shows the score distribution,
 the mean score per exercise and the exercises most students failed; students whose grading
 failed are listed, not counted.
@@ -20,13 +21,14 @@ def grades_table(results: dict, points: dict[str, float]) -> pd.DataFrame:
     """One row per student (course.grading.Result), one column per graded cell (in order)."""
     rows = []
     for student, result in sorted(results.items()):
-        row = {"student": student, "status": "failed" if result.error else "graded", "error": result.error}
+        graded = result.status == "graded"
+        row = {"student": student, "status": result.status, "reason": result.reason}
         for cell in points:
-            row[cell] = None if result.error else result.cell_scores.get(cell, 0.0)
-        row["total"] = None if result.error else result.score
+            row[cell] = result.cell_scores.get(cell, 0.0) if graded else None
+        row["total"] = result.score if graded else None
         row["max_score"] = sum(points.values())
         rows.append(row)
-    return pd.DataFrame(rows, columns=["student", "status", "error", *points, "total", "max_score"])
+    return pd.DataFrame(rows, columns=["student", "status", "reason", *points, "total", "max_score"])
 
 
 def exercise_name(cell: str, lesson: str) -> str:
@@ -44,7 +46,7 @@ def markdown_table(frame: pd.DataFrame) -> list[str]:
 def class_report(table: pd.DataFrame, lesson: str, points: dict[str, float], out: Path) -> Path:
     """Write report.md and report.png into ``out``; return the markdown file."""
     graded = table[table.status == "graded"]
-    failed = table[table.status == "failed"]
+    failed = table[table.status != "graded"]
     total = sum(points.values())
     names = [exercise_name(cell, lesson) for cell in points]
     exercises = pd.DataFrame({
@@ -68,7 +70,8 @@ def class_report(table: pd.DataFrame, lesson: str, points: dict[str, float], out
     plt.close(fig)
 
     lines = [f"# {lesson}: class report", "",
-             f"{len(table)} students: {len(graded)} graded, {len(failed)} failed (listed below, not counted).", ""]
+             f"{len(table)} students: {len(graded)} graded, {len(failed)} failed or not graded (listed below, "
+             "not counted).", ""]
     if len(graded):
         lines += [f"Total score out of {total:g}: mean {graded.total.mean():.2f}, median {graded.total.median():g}, "
                   f"lowest {graded.total.min():g}, highest {graded.total.max():g}; "
@@ -78,8 +81,8 @@ def class_report(table: pd.DataFrame, lesson: str, points: dict[str, float], out
               "Failed: 0 points for the exercise.", "",
               *markdown_table(exercises), ""]
     if len(failed):
-        lines += ["## Students whose grading failed", "", "| student | why |", "|---|---|"]
-        lines += [f"| {row.student} | {row.error.replace('|', '/')} |" for row in failed.itertuples()]
+        lines += ["## Students whose grading failed", "", "| student | status | why |", "|---|---|---|"]
+        lines += [f"| {row.student} | {row.status} | {row.reason.replace('|', '/')} |" for row in failed.itertuples()]
         lines.append("")
     md = out / "report.md"
     md.write_text("\n".join(lines))

@@ -1,0 +1,76 @@
+"""Where grading jobs run: Dask, on this machine or on a cluster.
+
+By default ``Engine()`` starts a Dask ``LocalCluster`` on 127.0.0.1 (one worker process per
+core, one job at a time each) and stops it afterwards. ``Engine(scheduler="tcp://host:8786")``
+sends the same jobs to a running Dask cluster instead: ``dask scheduler`` and ``dask worker``
+by hand, dask-jobqueue on Slurm, Dask Gateway or dask-kubernetes on a hub. Its workers need
+the course's environment and data (the same image), not the course folder: a job carries
+its submission and the lesson's gradebook as data and returns its results as data.
+
+Every worker imports nbgrader once, before its first job. A job that fails for a reason that is
+not the student's (``NotTheStudentsFault``) is retried; a worker that is lost takes no grade
+with it: the scheduler runs its job again on another worker. A job that still cannot run is
+reported ``not graded``, never as the student's failure.
+"""
+
+import logging
+import os
+import sys
+
+from course.grading.worker import Job, NotTheStudentsFault, Outcome, grade_job, warm_up
+
+RETRIES = 2  # more tries of a job that failed through no fault of the student
+
+
+class Engine:
+    def __init__(self, scheduler: str | None = None, workers: int | None = None):
+        self.scheduler, self.workers = scheduler, workers
+        self.cluster = self.client = None
+
+    def __enter__(self) -> "Engine":
+        from distributed import Client, LocalCluster
+
+        if self.scheduler:
+            self.client = Client(self.scheduler, timeout=30)
+        else:
+            self.cluster = LocalCluster(n_workers=self.workers or os.cpu_count() or 1, threads_per_worker=1,
+                                        processes=True, host="127.0.0.1", dashboard_address=None,
+                                        silence_logs=logging.ERROR, memory_limit=0)
+            self.client = Client(self.cluster)
+        self.client.run(warm_up, on_error="return")  # a worker lost meanwhile is the scheduler's to handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.client.close()
+        if self.cluster:
+            self.cluster.close()
+
+    @property
+    def size(self) -> int:
+        """How many jobs run at once."""
+        return sum(w["nthreads"] for w in self.client.scheduler_info(n_workers=-1)["workers"].values())
+
+    def run(self, jobs: list[Job], progress: bool = True):
+        """Run the jobs; yield each Outcome as it comes, with a progress bar and an ETA on stderr."""
+        from distributed import as_completed
+        from tqdm import tqdm
+
+        futures = {self.client.submit(grade_job, job, key=f"grade-{job.lesson}-{job.student}-{id(job)}",
+                                      retries=RETRIES, pure=False): job for job in jobs}
+        with tqdm(total=len(jobs), desc=f"grading {jobs[0].lesson}" if jobs else "grading", unit="student",
+                  file=sys.stderr, disable=not progress or not jobs, dynamic_ncols=True) as bar:
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    outcome = future.result()
+                except NotTheStudentsFault as error:
+                    outcome = not_graded(job, str(error))
+                except Exception as error:  # noqa: BLE001 (a lost worker, a broken connection: not the student's)
+                    outcome = not_graded(job, f"{type(error).__name__}: {error}")
+                bar.update(1)
+                yield outcome
+
+
+def not_graded(job: Job, why: str) -> Outcome:
+    return Outcome(job.student, status="not graded",
+                   reason=f"not graded, through no fault of the student ({why[:200]}); run the command again")
