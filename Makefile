@@ -33,5 +33,5 @@ bench: data    ## time lesson 06's classic and fast CNN recipes side by side (no
 grade: data    ## autograde a class: make grade ASSIGNMENT=01-tensors SUBMISSIONS=path [GRADE_OPTIONS=--force]
 	$(PY) -m course grade $(ASSIGNMENT) $(SUBMISSIONS) $(GRADE_OPTIONS)
 
-bench-grading: data    ## time grading: seconds per submission per lesson, and for 10 and 100 students (not a test)
+bench-grading: data    ## time grading against plain nbgrader: per lesson, and lesson 01 for 10, 100, 500 students (not a test)
 	$(PY) -m course bench-grading

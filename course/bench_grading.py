@@ -1,14 +1,25 @@
-"""Benchmark of grading (not a test): seconds per submission, per lesson and per class size.
+"""Benchmark of grading (not a test): the course's command against plain nbgrader, side by side.
 
-    python -m course bench-grading [--lessons ID ...] [--per-lesson N] [--class-lesson ID] [--students N ...]
+    python -m course bench-grading [--lessons ID ...] [--per-lesson N] [--class-lesson ID]
+                                   [--students N ...] [--nbgrader-up-to N] [--jobs N]
     (or: make bench-grading)
 
-Each run is the `grade` command on a fresh course folder with a class of identical
-submissions, the instructor's answers in the student version (tests/simulate.py makes them),
-all cores at work. First every lesson with --per-lesson students (default 2: one round on two
-cores), then --class-lesson (default 01-tensors) at each --students size (default 10 and 100),
-to show how the cost grows with the class. Results are printed and written to
-benchmarks/grading.json and benchmarks/grading.md. The 100-student run takes minutes.
+Each class is made of identical submissions: the instructor's answers in the student version
+(tests/simulate.py makes them). The same class is graded twice, one after the other, each in
+a fresh course folder:
+
+- nbgrader: ``nbgrader autograde LESSON`` then ``nbgrader generate_feedback LESSON``, the way
+  nbgrader grades a class: one student after another, a new kernel each, no sandbox;
+- course:   ``python -m course grade``: Dask workers (one per core), every kernel in its
+  sandbox, forked from a warm process where the machine allows it (grading/forkserver.py).
+
+First every lesson with --per-lesson students (default 10), then --class-lesson (default
+01-tensors) with each of --students (default 10, 100, 500; a class already timed is not
+timed again). nbgrader
+grades the classes of at most --nbgrader-up-to students (default 100: its 500 would take
+about 40 min on two cores). Both runs must grade every student to full marks; a run that
+does not is reported, never timed as if it had. Results are printed and written to
+benchmarks/grading.json and benchmarks/grading.md.
 """
 
 import argparse
@@ -22,55 +33,103 @@ from pathlib import Path
 
 import nbformat
 
-from course.grading import grade
+from course.grading import CourseFolder, grade
+from course.grading.forkserver import unavailable as no_forking
+from course.grading.sandbox import protections
+from course.lessons import nbgrader
 from course.paths import BENCHMARKS, ROOT, lesson_ids, student_notebook
 
 sys.path.insert(0, str(ROOT / "tests"))  # tests/simulate.py makes the submissions
-import simulate  # noqa: E402
+import simulate  # noqa: E402  (the tests' module; see issue 15 for moving it into the package)
 
 
-def bench(lesson: str, students: int, jobs: int | None = None) -> dict:
-    """Grade ``students`` copies of the instructor's answers to ``lesson`` in a fresh course folder."""
+def make_class(lesson: str, students: int, folder: Path) -> Path:
     answers = simulate.submission(nbformat.read(student_notebook(lesson), as_version=4), lesson)
+    for k in range(students):
+        path = folder / f"student{k:03d}" / f"{lesson}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(answers, path)
+    return folder
+
+
+def with_nbgrader(lesson: str, submissions: Path, root: Path) -> tuple[float, int]:
+    """Seconds for nbgrader's autograde + generate_feedback of the class; students at full marks."""
+    course = CourseFolder(root)
+    course.release(lesson)
+    students = sorted(p.name for p in submissions.iterdir())
+    for student in students:
+        course.submit(student, lesson, nbformat.read(submissions / student / f"{lesson}.ipynb", as_version=4))
+    start = time.monotonic()
+    nbgrader("autograde", lesson, cwd=course.root)
+    nbgrader("generate_feedback", lesson, cwd=course.root)
+    seconds = time.monotonic() - start
+    results = [course.result(lesson, s) for s in students]
+    return seconds, sum(r.status == "graded" and r.score == r.max_score > 0 for r in results)
+
+
+def with_course(lesson: str, submissions: Path, root: Path, jobs: int | None) -> tuple[float, int, dict]:
+    """Seconds for the grade command's workers, grading, feedback and merge; students at full marks."""
+    summary = grade(lesson, submissions, root, jobs=jobs, progress=False)
+    full = sum(r.status == "graded" and r.score == r.max_score > 0 for r in summary.results.values())
+    seconds = sum(summary.seconds[phase] for phase in ("start workers", "grading", "merge"))
+    return seconds, full, {k: round(v, 1) for k, v in summary.seconds.items()}
+
+
+def bench(lesson: str, students: int, jobs: int | None, run_nbgrader: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
-        for k in range(students):
-            path = Path(tmp) / "class" / f"student{k:03d}" / f"{lesson}.ipynb"
-            path.parent.mkdir(parents=True)
-            nbformat.write(answers, path)
-        start = time.monotonic()
-        summary = grade(lesson, Path(tmp) / "class", Path(tmp) / "course", jobs=jobs)
-        seconds = time.monotonic() - start
-    grading = summary.run.seconds["grading"]
-    scores = {r.score for r in summary.results.values() if r.status == "graded"}
-    return {"lesson": lesson, "students": students, "jobs": jobs or os.cpu_count(), "seconds": round(seconds, 1),
-            "grading_seconds": round(grading, 1), "seconds_per_submission": round(grading / students, 2),
-            "failed": students - summary.counts()["graded"], "scores": sorted(scores),
-            "phases": {k: round(v, 1) for k, v in summary.seconds.items()}}
+        submissions = make_class(lesson, students, Path(tmp) / "class")
+        run = {"lesson": lesson, "students": students, "load_average_before": round(os.getloadavg()[0], 2)}
+        if run_nbgrader:
+            seconds, full = with_nbgrader(lesson, submissions, Path(tmp) / "nbgrader")
+            run["nbgrader"] = {"seconds": round(seconds, 1), "per_submission": round(seconds / students, 2),
+                               "full_marks": full}
+        seconds, full, phases = with_course(lesson, submissions, Path(tmp) / "course", jobs)
+        run["course"] = {"seconds": round(seconds, 1), "per_submission": round(seconds / students, 2),
+                         "full_marks": full, "phases": phases}
+    return run
+
+
+def row(run: dict) -> list[str]:
+    def cells(side: dict | None) -> list[str]:
+        if side is None:
+            return ["not run", ""]
+        wrong = "" if side["full_marks"] == run["students"] else f" ({run['students'] - side['full_marks']} NOT full marks)"
+        return [f"{side['seconds']:.1f}", f"{side['per_submission']:.2f}{wrong}"]
+
+    nb, course = run.get("nbgrader"), run["course"]
+    ratio = f"{nb['per_submission'] / course['per_submission']:.1f}x" if nb else ""
+    return [run["lesson"], str(run["students"]), *cells(nb), *cells(course), ratio, f"{run['load_average_before']:.2f}"]
+
+
+HEADER = ["lesson", "students", "nbgrader s", "nbgrader s/submission", "course s", "course s/submission",
+          "speed-up", "load before"]
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m course bench-grading", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lessons", nargs="*", default=None, help="lessons timed one by one (default: all)")
-    parser.add_argument("--per-lesson", type=int, default=2, help="students per lesson (default: %(default)s)")
+    parser.add_argument("--per-lesson", type=int, default=10, help="students per lesson (default: %(default)s)")
     parser.add_argument("--class-lesson", default="01-tensors", help="the lesson timed at each class size")
-    parser.add_argument("--students", type=int, nargs="*", default=[10, 100], help="class sizes (default: 10 100)")
-    parser.add_argument("--jobs", type=int, help="students graded at once (default: one per CPU core)")
+    parser.add_argument("--students", type=int, nargs="*", default=[10, 100, 500],
+                        help="class sizes (default: 10 100 500)")
+    parser.add_argument("--nbgrader-up-to", type=int, default=100,
+                        help="largest class nbgrader grades too (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, help="students the course grades at once (default: one per CPU core)")
     args = parser.parse_args(argv)
-    runs = []
     plan = [(lesson, args.per_lesson) for lesson in (lesson_ids() if args.lessons is None else args.lessons)]
-    plan += [(args.class_lesson, n) for n in args.students]
-    print(f"{'lesson':<20} {'students':>8} {'seconds':>8} {'s/submission':>12} {'failed':>6}  load before")
+    plan += [(args.class_lesson, n) for n in args.students if (args.class_lesson, n) not in plan]
+    print(" | ".join(HEADER), flush=True)
+    runs = []
     for lesson, students in plan:
-        load = os.getloadavg()[0]
-        run = bench(lesson, students, args.jobs) | {"load_average_before": round(load, 2)}
-        runs.append(run)
-        print(f"{lesson:<20} {students:>8} {run['seconds']:>8.1f} {run['seconds_per_submission']:>12.2f} "
-              f"{run['failed']:>6}  {load:.2f}", flush=True)
+        runs.append(bench(lesson, students, args.jobs, students <= args.nbgrader_up_to))
+        print(" | ".join(row(runs[-1])), flush=True)
+    off = [name for name, why in protections().items() if why]
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-               "date": time.strftime("%Y-%m-%d")}
+               "date": time.strftime("%Y-%m-%d"), "protections off": off, "kernels forked": not no_forking()}
     write(machine, runs)
     print(f"written: {(BENCHMARKS / 'grading.md').relative_to(ROOT)}, {(BENCHMARKS / 'grading.json').relative_to(ROOT)}")
-    return 0
+    return 0 if all(r["course"]["full_marks"] == r["students"] and r.get("nbgrader", {}).get("full_marks", r["students"])
+                    == r["students"] for r in runs) else 1
 
 
 def write(machine: dict, runs: list[dict]) -> None:
@@ -78,14 +137,16 @@ def write(machine: dict, runs: list[dict]) -> None:
     BENCHMARKS.mkdir(exist_ok=True)
     (BENCHMARKS / "grading.json").write_text(json.dumps({"machine": machine, "runs": runs}, indent=1) + "\n")
     lines = ["# Grading benchmark (`python -m course bench-grading`)", "",
-             f"{machine['date']}, {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}.", "",
-             "Each run is the `grade` command on a fresh course folder with identical submissions (the "
-             "instructor's answers in the student version), one student per core at a time. *Seconds*: the "
-             "whole command (gradebook release, grading, feedback, grades CSV, class report). *Seconds per "
-             "submission*: the grading and feedback of all students, wall time, divided by their number. "
-             "*Load before*: the machine's load average before the run, i.e. what else it was doing.", "",
-             "| lesson | students | seconds | seconds per submission | failed | load before |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['lesson']} | {r['students']} | {r['seconds']:.1f} | {r['seconds_per_submission']:.2f} | "
-              f"{r['failed']} | {r['load_average_before']:.2f} |" for r in runs]
+             f"{machine['date']}, {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}. "
+             f"Sandbox protections off: {', '.join(machine['protections off']) or 'none'}; kernels forked from a "
+             f"warm process: {'yes' if machine['kernels forked'] else 'no'}.", "",
+             "Each class is identical submissions (the instructor's answers in the student version), graded in "
+             "one run twice, each time in a fresh course folder: *nbgrader* is `nbgrader autograde` then "
+             "`nbgrader generate_feedback` (one student after another, no sandbox); *course* is `python -m course "
+             "grade` (one Dask worker per core, each kernel sandboxed), from starting its workers to the last "
+             "student's grades and feedback merged into the course folder. *Seconds per submission*: wall time divided by the "
+             "students. *Speed-up*: nbgrader's seconds per submission over the course's. *Load before*: the "
+             "machine's load average before the class, i.e. what else it was doing.", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(row(r)) + " |" for r in runs]
     (BENCHMARKS / "grading.md").write_text("\n".join(lines) + "\n")

@@ -10,6 +10,7 @@ The data flows through one file per step:
     worker.py    a Job per student (submission + the lesson's gradebook, as bytes) -> an Outcome
                  (scores, graded notebook, feedback page), made by nbgrader in a scratch course,
     sandbox.py     with the student's kernel in a sandbox: its own user, files, network, limits
+    forkserver.py  the kernel forked from a warm process with the lesson's imports done, where it can
     engine.py    where the jobs run: a Dask LocalCluster, or an existing cluster (--scheduler)
     merge.py     Outcomes -> the course's gradebook.db, autograded/, feedback/ (this process only)
     report.py    grades CSV, class report; Summary (below) is what the command prints

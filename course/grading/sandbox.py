@@ -19,6 +19,7 @@ the others are off); grading works without any of them. The launcher runs with P
 ``-I -S`` and imports only the standard library, so that it starts in milliseconds.
 """
 
+import functools
 import json
 import os
 import resource
@@ -63,6 +64,7 @@ PROTECTIONS = {  # name -> what it stops
     "process limit": "a fork bomb is bounded",
     "nothing survives": "every process the notebook started ends with its grading",
 }
+CONTROLLERS = {"memory": "memory limit", "pids": "process limit"}  # cgroup controller -> its protection
 _cache: dict[str, str] = {}
 
 
@@ -71,16 +73,15 @@ def protections() -> dict[str, str]:
     if not _cache:
         root = os.geteuid() == 0
         bwrap = _bwrap_works()
-        cgroups = {c: _cgroup_parent(c) for c in ("memory", "pids")}
         _cache.update({
             "separate user": "" if root and shutil.which("setpriv") else
             "needs root and util-linux setpriv" + ("" if root else " (grading runs as a normal user)"),
             "private filesystem": bwrap,
             "no network": bwrap,
-            "memory limit": "" if cgroups["memory"] else "needs root and the cgroup memory controller",
-            "process limit": "" if cgroups["pids"] else "needs root and the cgroup pids controller",
-            "nothing survives": bwrap if not cgroups["pids"] else "",
+            **{name: "" if _cgroup_parent(controller) else f"needs root and the cgroup {controller} controller"
+               for controller, name in CONTROLLERS.items()},
         })
+        _cache["nothing survives"] = _cache["process limit"] and bwrap
     return dict(_cache)
 
 
@@ -104,6 +105,7 @@ def _bwrap_works() -> str:
     return ""
 
 
+@functools.cache
 def _cgroup_parent(controller: str) -> Path | None:
     """A writable cgroup (v1 hierarchy of ``controller``, or v2) to make job cgroups in, or None."""
     if os.geteuid() != 0:
@@ -157,8 +159,8 @@ class Sandbox:
     def __post_init__(self):
         self.id = f"{CGROUP_PREFIX}{uuid.uuid4().hex[:12]}"
         self.off = protections()
-        self.cgroups = [p / self.id for c, p in (("memory", _cgroup_parent("memory")), ("pids", _cgroup_parent("pids")))
-                        if p and not self.off[{"memory": "memory limit", "pids": "process limit"}[c]]]
+        self.cgroups = [_cgroup_parent(controller) / self.id for controller, name in CONTROLLERS.items()
+                        if not self.off[name]]
         self.spec_file = self.sockets / "sandbox.json"
         self.verdict_file = self.sockets.parent / f"{self.sockets.name}-verdict.json"  # outside the sandbox
         self.log_file = self.sockets.parent / f"{self.sockets.name}-kernel.log"  # the kernel's own output
@@ -181,7 +183,7 @@ class Sandbox:
                 (cgroup / "memory.swap.max").write_text("0") if (cgroup / "memory.swap.max").exists() else None
             if (cgroup / "pids.max").exists():
                 (cgroup / "pids.max").write_text(str(self.limits.processes))
-        spec = {"command": self._wrapper(), "env": self.env, "cwd": str(self.workdir), "cgroups": [str(c) for c in self.cgroups],
+        spec = {"command": self._wrapper(), "bwrap": self._bwrap(), "setpriv": self._setpriv(), "env": self.env, "cwd": str(self.workdir), "cgroups": [str(c) for c in self.cgroups],
                 "limits": asdict(self.limits), "verdict": str(self.verdict_file), "log": str(self.log_file)}
         self.spec_file.write_text(json.dumps(spec))
         self.verdict_file.unlink(missing_ok=True)
@@ -192,35 +194,43 @@ class Sandbox:
 
     def _wrapper(self) -> list[str]:
         """bwrap and setpriv arguments that go before the kernel's command (those that are available)."""
-        command = []
-        if not self.off["private filesystem"]:
-            command += ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                        "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
-            for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-                path = Path("/", top)
-                if path.is_symlink():
-                    command += ["--symlink", os.readlink(path), str(path)]
-                elif path.is_dir():
-                    command += ["--ro-bind", str(path), str(path)]
-            command += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
-                        "--perms", "1777", "--tmpfs", "/dev/shm",
-                        "--perms", "1777", "--size", str(512 * MIB), "--tmpfs", "/tmp"]
-            for device in sorted(Path("/dev").glob("nvidia*")):  # a GPU, where there is one
-                command += ["--dev-bind", str(device), str(device)]
-            made = {Path("/"), Path("/usr"), Path("/etc"), Path("/tmp"), Path("/dev"), Path("/proc")}
-            binds = [(path, "--ro-bind") for path in self.readable] + [(self.workdir, "--bind"), (self.sockets, "--bind")]
-            for path, how in sorted(binds, key=lambda b: len(b[0].parts)):
-                for parent in reversed(path.parents):
-                    if parent not in made:
-                        command += ["--perms", "0755", "--dir", str(parent)]
-                        made.add(parent)
-                command += [how, str(path), str(path)]
-                made.add(path)
-            command += ["--chdir", str(self.workdir), "--"]
-        if not self.off["separate user"]:
-            command += ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups",
-                        "--no-new-privs", "--inh-caps=-all", "--"]
-        return command
+        bwrap = self._bwrap()
+        return (bwrap + ["--"] if bwrap else []) + self._setpriv()
+
+    def _bwrap(self) -> list[str]:
+        """bubblewrap's arguments for this sandbox, up to the command ([] when it is off)."""
+        if self.off["private filesystem"]:
+            return []
+        command = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                   "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
+        for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            path = Path("/", top)
+            if path.is_symlink():
+                command += ["--symlink", os.readlink(path), str(path)]
+            elif path.is_dir():
+                command += ["--ro-bind", str(path), str(path)]
+        command += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
+                    "--perms", "1777", "--tmpfs", "/dev/shm",
+                    "--perms", "1777", "--size", str(512 * MIB), "--tmpfs", "/tmp"]
+        for device in sorted(Path("/dev").glob("nvidia*")):  # a GPU, where there is one
+            command += ["--dev-bind", str(device), str(device)]
+        made = {Path("/"), Path("/usr"), Path("/etc"), Path("/tmp"), Path("/dev"), Path("/proc")}
+        binds = [(path, "--ro-bind") for path in self.readable] + [(self.workdir, "--bind"), (self.sockets, "--bind")]
+        for path, how in sorted(binds, key=lambda b: len(b[0].parts)):
+            for parent in reversed(path.parents):
+                if parent not in made:
+                    command += ["--perms", "0755", "--dir", str(parent)]
+                    made.add(parent)
+            command += [how, str(path), str(path)]
+            made.add(path)
+        return command + ["--chdir", str(self.workdir)]
+
+    def _setpriv(self) -> list[str]:
+        """setpriv's arguments that drop to the sandbox's user, up to the command ([] when it is off)."""
+        if self.off["separate user"]:
+            return []
+        return ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups",
+                "--no-new-privs", "--inh-caps=-all", "--"]
 
     def verdict(self) -> str:
         """Why the kernel stopped, in words, when a limit stopped it: '' for a plain death."""
@@ -278,13 +288,8 @@ def kill_cgroup(cgroup: Path, seconds: float = 5) -> None:
 def launch(spec_file: str, kernel: list[str]) -> int:
     """Join the cgroups, set the limits, start the kernel in the sandbox, wait, record how it ended."""
     spec = json.loads(Path(spec_file).read_text())
-    for cgroup in spec["cgroups"]:
-        Path(cgroup, "cgroup.procs").write_text(str(os.getpid()))
+    enter_limits(spec)
     limits = spec["limits"]
-    cpu, size = limits["cpu_seconds"], limits["file_mib"] * MIB
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     start = time.monotonic()
     with open(spec["log"], "ab") as log:
         child = subprocess.Popen(spec["command"] + kernel, env=spec["env"], cwd=spec["cwd"], stdin=subprocess.DEVNULL,
@@ -295,10 +300,26 @@ def launch(spec_file: str, kernel: list[str]) -> int:
     except subprocess.TimeoutExpired:
         child.kill()
         returncode, wall_exceeded = child.wait(), True
-    for cgroup in spec["cgroups"]:  # the kernel's leftovers, where no pid namespace ended them
+    return ended(spec, returncode, wall_exceeded, time.monotonic() - start)
+
+
+def enter_limits(spec: dict) -> None:
+    """Put this process (and so all it starts) in the job's cgroups and under its resource limits."""
+    for cgroup in spec["cgroups"]:
+        Path(cgroup, "cgroup.procs").write_text(str(os.getpid()))
+    limits = spec["limits"]
+    cpu, size = limits["cpu_seconds"], limits["file_mib"] * MIB
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def ended(spec: dict, returncode: int, wall_exceeded: bool, seconds: float) -> int:
+    """Kill the kernel's leftovers, record how it ended (Sandbox.verdict reads it), return an exit status."""
+    for cgroup in spec["cgroups"]:  # where no pid namespace ended them
         kill_cgroup(Path(cgroup))
     Path(spec["verdict"]).write_text(json.dumps({"returncode": returncode, "wall_exceeded": wall_exceeded,
-                                                 "seconds": round(time.monotonic() - start, 1)}))
+                                                 "seconds": round(seconds, 1)}))
     return returncode if returncode >= 0 else 128 - returncode
 
 

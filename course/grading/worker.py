@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from nbgrader.preprocessors import Execute
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from course.grading import forkserver
 from course.grading.sandbox import SANDBOX_UID, Limits, Sandbox, protections
 from course.paths import ROOT, data_dir
 
@@ -94,6 +96,8 @@ def warm_up() -> str:
 
     course_config()
     protections()
+    if _fork_server():
+        _fork_server().start()
     HTMLExporter()  # loads its templates
     return socket.gethostname()
 
@@ -184,17 +188,30 @@ class SandboxKernelManager(AsyncKernelManager):
     """A kernel manager that starts the kernel in a Sandbox and talks to it over unix sockets."""
 
     sandbox: Sandbox | None = None
+    fork_server: forkserver.ForkServer | None = None  # when set, the kernel is forked by it (forkserver.py)
+    kernel_arguments: list[str] = []  # ipykernel's command-line arguments
 
     def format_kernel_cmd(self, extra_arguments=None) -> list[str]:
         """This environment's ipykernel, whatever kernel specs the machine has, in the sandbox."""
-        kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file, *(extra_arguments or [])]
-        return self.sandbox.command(kernel)
+        self.kernel_arguments = ["-f", self.connection_file, *(extra_arguments or [])]
+        return self.sandbox.command([sys.executable, "-m", "ipykernel_launcher", *self.kernel_arguments])
 
     def write_connection_file(self, **kwargs):
         result = super().write_connection_file(**kwargs)
         if not self.sandbox.off["separate user"]:  # the kernel, as the sandbox's user, must read it
             os.chown(self.connection_file, SANDBOX_UID, SANDBOX_UID)
         return result
+
+
+def _fork_server() -> forkserver.ForkServer | None:
+    """This worker's fork server, where kernels can be forked (made on first use)."""
+    global _server
+    if _server is None and not forkserver.unavailable():
+        _server = forkserver.ForkServer(kernel_env(Path(tempfile.gettempdir()), 1, True))
+    return _server
+
+
+_server: forkserver.ForkServer | None = None
 
 
 def kernel_env(workdir: Path, threads: int, private_tmp: bool) -> dict:
@@ -240,6 +257,10 @@ class ContainedExecute(Execute):
         if off["private filesystem"]:
             Path(self.sandbox.env["TMPDIR"]).mkdir(exist_ok=True)
         km.sandbox = self.sandbox
+        if _fork_server():
+            km.fork_server = _fork_server()
+            km.kernel_id = km.kernel_id or str(uuid.uuid4())
+            km.provisioner = forkserver.ForkProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
         km.transport, km.connection_file, km.ip = "ipc", str(sockets / "kernel.json"), str(sockets / "ipc")
         km.kernel_spec.interrupt_mode = "message"  # a signal would stop the launcher, not the kernel
         return km

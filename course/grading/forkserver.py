@@ -1,0 +1,266 @@
+"""Kernels forked from a warm process: a lesson's imports done once per worker, not per student.
+
+A lesson's kernel spends about 2 s of CPU importing torch, pandas and matplotlib: more than
+it spends running the cells of most lessons. Where the sandbox can be entered from outside
+(Linux, as root, with bubblewrap), each grading worker keeps a fork server: a process that
+imported them once (PRELOAD) and makes each kernel as a copy of itself.
+
+    fork server   root, outside any sandbox, one thread, PRELOAD imported
+      keeper      root: joins the job's cgroups and limits, starts bubblewrap with the job's
+                  sandbox (sandbox.py builds it, as for a kernel started afresh) around a
+                  placeholder process, enters its pid namespace, forks, waits, records the end
+        kernel    enters the placeholder's other namespaces and root, drops to the sandbox's
+                  user (no capabilities, no new privileges), takes the job's environment,
+                  folder and standard streams, runs ipykernel
+
+The kernel sees what a kernel started afresh sees and ends as it does: when it exits, the
+keeper writes the verdict and kills the placeholder (which ends the pid namespace) and what
+is left in the cgroups. The fork server never reads a student's file or the gradebook, so a
+kernel inherits nothing but imported modules. Elsewhere kernels start as new processes.
+
+Differences from a fresh kernel, none of which a lesson can see in its results: PRELOAD's
+modules are in ``sys.modules`` before the first cell (their names are not defined), and
+NumPy's BLAS keeps one thread.
+"""
+
+import ctypes
+import importlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from jupyter_client.provisioning import LocalProvisioner
+
+from course.grading.sandbox import SANDBOX_UID, enter_limits, ended, protections
+
+PRELOAD = ("numpy", "pandas", "matplotlib.pyplot", "torch", "torchvision", "ipykernel.kernelapp", "ipykernel.ipkernel",
+           "course")  # not matplotlib_inline's backend: it hooks into the kernel's shell when first imported
+_NAMESPACES = ("ipc", "uts", "net", "mnt")  # entered by the kernel; the pid namespace by the keeper
+_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_CAPBSET_DROP = 1, 38, 24
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def unavailable() -> str:
+    """'' when kernels can be forked here, else why they start afresh."""
+    if os.environ.get("COURSE_FORK_KERNELS", "1") == "0":
+        return "COURSE_FORK_KERNELS=0"
+    off = protections()
+    if not hasattr(os, "pidfd_open") or off["separate user"] or off["private filesystem"]:
+        return "needs Linux 5.3 or later, root and bubblewrap"
+    return ""
+
+
+# ---------------------------------------------------------------- in the grading worker
+
+class ForkServer:
+    """The worker's handle on its fork server: started on first use, restarted if it died."""
+
+    def __init__(self, env: dict):
+        self.env = env  # the kernels' environment, less what is per job
+        self.process: subprocess.Popen | None = None
+
+    def fork(self, spec_file: Path, argv: list[str]) -> "ForkedKernel":
+        """Start a kernel with ``argv`` (ipykernel's arguments) in the sandbox that ``spec_file`` describes."""
+        self.start()
+        self.process.stdin.write(json.dumps({"spec": str(spec_file), "argv": argv}).encode() + b"\n")
+        self.process.stdin.flush()
+        reply = self.process.stdout.readline()
+        if not reply.strip().isdigit():
+            self.process.kill()
+            raise RuntimeError(f"the fork server did not fork: {reply!r}")
+        return ForkedKernel(int(reply), json.loads(spec_file.read_text())["verdict"])
+
+    def start(self) -> None:
+        """Start the fork server unless it runs (its imports take seconds, once)."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        home = tempfile.mkdtemp(prefix="course-forkserver-")
+        env = {**self.env, "HOME": home, "MPLCONFIGDIR": home, "TMPDIR": home, "OMP_NUM_THREADS": "1",
+               "MPLBACKEND": "module://matplotlib_inline.backend_inline"}  # what ipykernel sets before any import
+        with open(Path(home) / "log", "ab") as log:
+            serve = "import sys; path = sys.path[1:]; from course.grading.forkserver import serve; serve(path)"
+            self.process = subprocess.Popen([sys.executable, "-c", serve], env=env, cwd=home,
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                            start_new_session=True)
+        if self.process.stdout.readline() != b"ready\n":
+            raise RuntimeError(f"the fork server did not start (see {home}/log)")
+
+
+class ForkProvisioner(LocalProvisioner):
+    """jupyter_client's local provisioner, with the kernel forked by the worker's fork server.
+
+    Its kernel manager has ``fork_server`` and ``sandbox`` (worker.SandboxKernelManager)."""
+
+    async def launch_kernel(self, cmd: list[str], **kwargs) -> dict:
+        km = self.parent
+        self.process = km.fork_server.fork(km.sandbox.spec_file, km.kernel_arguments)
+        self.pid, self.pgid = self.process.pid, None  # signal the keeper, never a process group
+        self.cwd = kwargs.get("cwd")
+        return self.connection_info
+
+
+class ForkedKernel:
+    """What jupyter_client's provisioner needs of a Popen, for a kernel's keeper (the fork server's child)."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int, verdict_file: str):
+        self.pid, self.verdict_file, self.returncode = pid, verdict_file, None
+        self.pidfd = os.pidfd_open(pid)
+
+    def poll(self) -> int | None:
+        return self.wait(0)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self.returncode is None and select.select([self.pidfd], [], [], timeout)[0]:
+            os.close(self.pidfd)
+            try:
+                self.returncode = json.loads(Path(self.verdict_file).read_text())["returncode"]
+            except (OSError, ValueError, KeyError):
+                self.returncode = -signal.SIGKILL  # the keeper itself was killed
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            signal.pidfd_send_signal(self.pidfd, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+# ---------------------------------------------------------------- the fork server's process
+
+def serve(path: list[str]) -> None:
+    """Import PRELOAD, then fork a keeper for each request read from stdin and answer its pid.
+
+    ``path`` is sys.path as the interpreter started, less its first entry (the script's folder)."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # it ends with its worker
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the system
+    requests, replies = os.fdopen(0, "rb", buffering=0), os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)  # what a library prints goes to the log, never into the replies
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    replies.write(b"ready\n")
+    while line := requests.readline():
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = _keeper(request["spec"], request["argv"], path)
+            finally:
+                os._exit(code)
+        replies.write(f"{pid}\n".encode())
+
+
+def _keeper(spec_file: str, argv: list[str], path: list[str]) -> int:
+    """The kernel's parent: the job's cgroups and limits, its sandbox around a placeholder, the kernel, the end."""
+    os.setsid()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    spec = json.loads(Path(spec_file).read_text())
+    enter_limits(spec)
+    log = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    info_read, info_write = os.pipe()
+    ready_read, ready_write = os.pipe()
+    hold_read, hold_write = os.pipe()  # the placeholder lives while this is open
+    placeholder = subprocess.Popen(
+        spec["bwrap"] + ["--info-fd", str(info_write), "--"] + spec["setpriv"] + ["/bin/sh", "-c", "echo ready; exec cat"],
+        pass_fds=(info_write,), stdin=hold_read, stdout=ready_write, stderr=log, env=spec["env"])
+    for fd in (info_write, ready_write, hold_read):
+        os.close(fd)
+    info = json.loads(_read_all(info_read))
+    if os.read(ready_read, 6) != b"ready\n":  # the placeholder runs: the sandbox is complete
+        raise RuntimeError("the sandbox did not start")
+    os.close(ready_read)
+    inside = info["child-pid"]
+    _setns(inside, "pid")
+    start = time.monotonic()
+    kernel = os.fork()
+    if kernel == 0:
+        try:
+            _kernel(spec, argv, path, inside, log)
+        finally:
+            os._exit(1)
+    pidfd = os.pidfd_open(kernel)
+    wall_exceeded = not select.select([pidfd], [], [], spec["limits"]["wall_seconds"])[0]
+    if wall_exceeded:
+        os.kill(kernel, signal.SIGKILL)
+    status = os.waitpid(kernel, 0)[1]
+    os.close(hold_write)
+    placeholder.kill()
+    placeholder.wait()
+    return ended(spec, os.waitstatus_to_exitcode(status), wall_exceeded, time.monotonic() - start)
+
+
+def _kernel(spec: dict, argv: list[str], path: list[str], inside: int, log: int) -> None:
+    """In the keeper's pid namespace: enter the sandbox, become its user, run ipykernel, exit."""
+    root = os.open(f"/proc/{inside}/root", os.O_RDONLY | os.O_DIRECTORY)
+    for namespace in _NAMESPACES:
+        _setns(inside, namespace)
+    os.fchdir(root)
+    os.chroot(".")
+    os.chdir(spec["cwd"])
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.closerange(3, 1 << 16)  # the fork server's and keeper's pipes and files
+    for capability in range(64):
+        _libc.prctl(_PR_CAPBSET_DROP, capability)
+    os.setgroups([])
+    os.setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+    os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)  # clears every capability
+    if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or os.getuid() != SANDBOX_UID:
+        os._exit(1)
+    os.environ.clear()
+    os.environ.update(spec["env"], PWD=spec["cwd"])  # as bwrap --chdir sets it
+    sys.path[:] = path  # as a new interpreter has it (ipykernel_launcher drops the first entry)
+    _fresh_state(int(spec["env"].get("OMP_NUM_THREADS", "1")))
+    sys.argv = ["ipykernel_launcher", *argv]
+    from ipykernel import kernelapp
+
+    kernelapp.launch_new_instance()
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def _fresh_state(threads: int) -> None:
+    """What a new process would not share with its siblings: random seeds, torch's thread count."""
+    import random
+
+    random.seed()
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _setns(pid: int, namespace: str) -> None:
+    fd = os.open(f"/proc/{pid}/ns/{namespace}", os.O_RDONLY)
+    try:
+        if _libc.setns(fd, 0) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"setns {namespace}: {os.strerror(error)}")
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    os.close(fd)
+    return data
+

@@ -1,0 +1,70 @@
+"""A kernel forked by the fork server is the kernel a fresh start gives, in the same sandbox.
+
+The same probe notebook is graded twice in this process (course.grading.worker.grade_job),
+once with kernels started afresh and once forked (course/grading/forkserver.py), and what
+the probe saw of itself must be the same: its user, capabilities, files, environment,
+Python path, kernel settings (the short tracebacks that keep hidden tests out of feedback).
+"""
+
+import json
+
+import nbformat
+import pytest
+
+import simulate
+from course.grading import CourseFolder, forkserver, lesson_limits, worker
+from course.paths import student_notebook
+
+LESSON = "00-setup"
+PROBE = r'''
+import json, os, sys
+status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
+import matplotlib, random, torch
+try:
+    assert 1 + 1 == 3, "a hidden test's message"
+except AssertionError:
+    import traceback
+    shown = traceback.format_exc()
+print(json.dumps({
+    "ids": [status[k].split() for k in ("Uid", "Gid", "Groups")],
+    "capabilities": [status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapAmb", "NoNewPrivs")],
+    "root": sorted(os.listdir("/")), "cwd": os.getcwd(),
+    "environment": sorted(os.environ), "path": sys.path, "user names": sorted(k for k in globals() if not k.startswith("_")),
+    "xmode": get_ipython().InteractiveTB.mode, "history": get_ipython().history_manager.hist_file,
+    "backend": matplotlib.get_backend(), "threads": torch.get_num_threads(), "random": random.random(),
+}))
+'''
+
+
+def probe(tmp_path, fork: str, monkeypatch) -> dict:
+    monkeypatch.setenv("COURSE_FORK_KERNELS", fork)
+    monkeypatch.setattr(worker, "_server", None)
+    course = CourseFolder(tmp_path / f"course-{fork}")
+    course.release(LESSON)
+    nb = simulate.submission(nbformat.read(student_notebook(LESSON), as_version=4), LESSON)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(PROBE))
+    job = worker.Job(LESSON, "probe", {f"{LESSON}.ipynb": nbformat.writes(nb).encode()}, course.template(),
+                     limits=lesson_limits(LESSON))
+    outcome = worker.grade_job(job)
+    assert outcome.status == "graded" and outcome.score == outcome.max_score, outcome
+    cell = nbformat.reads(outcome.notebook.decode(), as_version=4).cells[0]
+    text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    assert text, cell.outputs
+    seen = json.loads(text)
+    seen["forked"] = worker._server is not None
+    return seen
+
+
+def test_a_forked_kernel_sees_what_a_fresh_kernel_sees(tmp_path, monkeypatch, sandboxed):
+    if forkserver.unavailable():
+        pytest.skip(f"kernels are not forked here: {forkserver.unavailable()}")
+    fresh = probe(tmp_path, "0", monkeypatch)
+    forked = probe(tmp_path, "1", monkeypatch)
+    assert not fresh.pop("forked") and forked.pop("forked")
+    assert fresh["ids"] == [["65534"] * 4, ["65534"] * 4, []]
+    assert fresh["capabilities"] == ["0000000000000000"] * 4 + ["1"]
+    assert fresh["xmode"] == "Minimal" and fresh["history"] == ":memory:"
+    assert fresh.pop("random") != forked.pop("random")  # each kernel seeds its own
+    for seen in (fresh, forked):  # each job has a scratch folder of its own
+        assert seen.pop("cwd").endswith(f"/autograded/probe/{LESSON}")
+    assert fresh == forked
