@@ -23,11 +23,13 @@ modules are in ``sys.modules`` before the first cell (their names are not define
 NumPy's BLAS keeps one thread.
 """
 
+import atexit
 import ctypes
 import importlib
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,10 +66,15 @@ class ForkServer:
     def __init__(self, env: dict):
         self.env = env  # the kernels' environment, less what is per job
         self.process: subprocess.Popen | None = None
+        self.ready, self.home = False, ""  # home: its scratch folder, with its log
 
     def fork(self, spec_file: Path, argv: list[str]) -> "ForkedKernel":
         """Start a kernel with ``argv`` (ipykernel's arguments) in the sandbox that ``spec_file`` describes."""
         self.start()
+        if not self.ready:
+            self.ready = self.process.stdout.readline() == b"ready\n"
+            if not self.ready:
+                raise RuntimeError(f"the fork server did not start (see {self.home}/log)")
         self.process.stdin.write(json.dumps({"spec": str(spec_file), "argv": argv}).encode() + b"\n")
         self.process.stdin.flush()
         reply = self.process.stdout.readline()
@@ -77,10 +84,12 @@ class ForkServer:
         return ForkedKernel(int(reply), json.loads(spec_file.read_text())["verdict"])
 
     def start(self) -> None:
-        """Start the fork server unless it runs (its imports take seconds, once)."""
+        """Start the fork server unless it runs; its imports (seconds, once) go on while the worker prepares a job."""
         if self.process is not None and self.process.poll() is None:
             return
-        home = tempfile.mkdtemp(prefix="course-forkserver-")
+        self.stop()
+        self.ready = False
+        self.home = home = tempfile.mkdtemp(prefix="course-forkserver-")
         env = {**self.env, "HOME": home, "MPLCONFIGDIR": home, "TMPDIR": home, "OMP_NUM_THREADS": "1",
                "MPLBACKEND": "module://matplotlib_inline.backend_inline"}  # what ipykernel sets before any import
         with open(Path(home) / "log", "ab") as log:
@@ -88,8 +97,17 @@ class ForkServer:
             self.process = subprocess.Popen([sys.executable, "-c", serve], env=env, cwd=home,
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                             start_new_session=True)
-        if self.process.stdout.readline() != b"ready\n":
-            raise RuntimeError(f"the fork server did not start (see {home}/log)")
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """End the fork server (it would end with this process anyway) and remove its scratch folder."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+            atexit.unregister(self.stop)
+        if self.home:
+            shutil.rmtree(self.home, ignore_errors=True)
 
 
 class ForkProvisioner(LocalProvisioner):
