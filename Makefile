@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup data lab test figures execute release bench grade bench-grading
+.PHONY: setup data lab test figures execute release bench grade bench-grading hub
 .DEFAULT_GOAL := lab
 
 setup:    ## create or update .venv with the pinned packages (idempotent)
@@ -35,3 +35,6 @@ grade: data    ## autograde a class: make grade ASSIGNMENT=01-tensors SUBMISSION
 
 bench-grading: data    ## time grading against plain nbgrader: per lesson, and lesson 01 for 10, 100, 500 students (not a test)
 	$(PY) -m course bench-grading
+
+hub: data    ## run the class's JupyterHub, as root: make hub [ROSTER=class.csv] [HUB_ROOT=/srv/pytorch-basics] [PORT=8000]
+	$(if $(ROSTER),$(PY) -m course hub $(if $(HUB_ROOT),--root $(HUB_ROOT)) users $(ROSTER) &&) $(PY) -m course hub $(if $(HUB_ROOT),--root $(HUB_ROOT)) start $(if $(PORT),--port $(PORT))

@@ -1,9 +1,10 @@
 """JupyterLab settings for the course (used by `make lab`, which points JUPYTER_CONFIG_DIR here).
 
-Students get the nbgrader extensions meant for them (Validate, the assignment list); the
-instructor-only ones are off here and in labconfig/page_config.json (formgrader, course list,
-create assignment). nbgrader's own settings, which Validate uses, are in nbgrader_config.py
-beside this file.
+A learner on their own gets Validate. The instructor-only nbgrader extensions (formgrader,
+course list, create assignment) are off here and in labconfig/page_config.json, and so is the
+Assignments panel: it fetches and submits through a class's exchange, which only the class's
+hub has (hub/student/ turns it on there). nbgrader's own settings, which Validate uses, are in
+nbgrader_config.py beside this file.
 """
 
 from pathlib import Path
@@ -14,10 +15,12 @@ course_root = Path(__file__).resolve().parent.parent
 c.ServerApp.root_dir = str(course_root / "notebooks")
 c.ServerApp.open_browser = False
 
-# Instructor-only nbgrader server extensions (their lab plugins are disabled in labconfig/).
+# Instructor-only nbgrader server extensions, and the hub's assignment list (their lab plugins are
+# disabled in labconfig/).
 c.ServerApp.jpserver_extensions = {
     "nbgrader.server_extensions.formgrader": False,
     "nbgrader.server_extensions.course_list": False,
+    "nbgrader.server_extensions.assignment_list": False,
 }
 
 # The course's kernel only: "python3", which in a virtual or conda environment is the one of that

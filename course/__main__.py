@@ -9,15 +9,21 @@
                          autograde a class: feedback, grades CSV, class report
     bench-grading [--students N ...]
                          time grading: seconds per submission, per lesson and per class size
+    hub users|start|release|grade|feedback ...
+                         the class on a JupyterHub on this machine (course/hub.py)
 
 Without lesson ids, every lesson under solutions/ is processed. The Makefile has a
 target for each command.
 """
 
+import os
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
+    # The environment's tools by name (nbgrader's gradebook runs `alembic`), as `make` provides them.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     command, lessons = (argv[0], argv[1:]) if argv else ("", [])
     if command == "data":
         from course.data import main as run
@@ -27,6 +33,8 @@ def main(argv: list[str]) -> int:
         from course.bench import main as run
     elif command == "grade":
         from course.grading import main as run
+    elif command == "hub":
+        from course.hub import main as run
     elif command == "bench-grading":
         from course.bench_grading import main as run
     elif command in ("execute", "release"):

@@ -8,6 +8,7 @@ folder elsewhere (a shared read-only copy on a teaching server, say).
 import os
 from pathlib import Path
 
+COURSE_ID = "pytorch-basics"  # nbgrader's course id (nbgrader_config.py names it too)
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = ROOT / "notebooks"

@@ -150,10 +150,12 @@ class Summary:
         return "\n".join(lines)
 
 
-def grade(lesson: str, submissions: Path, course_dir: Path = ROOT, *, force: bool = False, jobs: int | None = None,
+def grade(lesson: str, submissions: Path | None, course_dir: Path = ROOT, *, force: bool = False, jobs: int | None = None,
           scheduler: str | None = None, cell_timeout: int | None = None, memory_gib: float | None = None,
           engine=None, progress: bool = True) -> Summary:
-    """Collect, autograde, write feedback, grades CSV and class report: the `grade` command."""
+    """Collect, autograde, write feedback, grades CSV and class report: the `grade` command.
+
+    Without ``submissions``, what the course folder's submitted/ holds (nbgrader collect puts them there)."""
     from course.grading.report import class_report, grades_table
 
     seconds: dict[str, float] = {}
@@ -163,7 +165,8 @@ def grade(lesson: str, submissions: Path, course_dir: Path = ROOT, *, force: boo
     out.mkdir(parents=True, exist_ok=True)
     record_path = out / "submissions.json"  # per student: what was graded, against which lesson version
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    students = collect(lesson, submissions, course.root, write_config)
+    students = (collect(lesson, submissions, course.root, write_config) if submissions
+                else sorted(p.parent.name for p in (course.root / "submitted").glob(f"*/{lesson}") if p.is_dir()))
     seconds["collect"] = time.monotonic() - start
     source = sha256(solution_notebook(lesson))
     if record.get("source") != source or not course.has(lesson):
@@ -195,26 +198,36 @@ def grade(lesson: str, submissions: Path, course_dir: Path = ROOT, *, force: boo
     return summary
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course grade", description=__doc__.split("\n\n")[0])
-    parser.add_argument("lesson", help="the lesson (nbgrader assignment), e.g. 01-tensors")
-    parser.add_argument("submissions", type=Path, help="a folder of per-student folders, or an LMS zip or folder")
-    parser.add_argument("--course-dir", type=Path, default=ROOT,
-                        help="the nbgrader course folder for gradebook, feedback and grades (default: %(default)s)")
+def add_grading_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that grades (here, and `python -m course hub grade`)."""
     parser.add_argument("--force", action="store_true", help="regrade every student, changed or not")
     parser.add_argument("--jobs", type=int, help="students graded at once on this machine (default: one per CPU core)")
     parser.add_argument("--scheduler", help="grade on a running Dask cluster: its scheduler's address, "
                                             "e.g. tcp://10.0.0.5:8786 (default: a local cluster for this run)")
     parser.add_argument("--timeout", type=int, help="seconds per cell (default: nbgrader_config.py's)")
     parser.add_argument("--memory", type=float, help="GiB of memory per submission (default: the lesson's, else 4)")
-    args = parser.parse_args(argv)
-    if not args.submissions.exists():
-        parser.error(f"{args.submissions} does not exist")
+
+
+def grading_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    """add_grading_options' values, checked, as keyword arguments of grade()."""
     if not solution_notebook(args.lesson).is_file():
         parser.error(f"no lesson {args.lesson!r} in solutions/")
     if args.jobs and args.scheduler:
         parser.error("--jobs is for the local cluster; a cluster's size is its own (--scheduler)")
-    summary = grade(args.lesson, args.submissions, args.course_dir, force=args.force, jobs=args.jobs,
-                    scheduler=args.scheduler, cell_timeout=args.timeout, memory_gib=args.memory)
+    return dict(force=args.force, jobs=args.jobs, scheduler=args.scheduler, cell_timeout=args.timeout,
+                memory_gib=args.memory)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course grade", description=__doc__.split("\n\n")[0])
+    parser.add_argument("lesson", help="the lesson (nbgrader assignment), e.g. 01-tensors")
+    parser.add_argument("submissions", type=Path, help="a folder of per-student folders, or an LMS zip or folder")
+    parser.add_argument("--course-dir", type=Path, default=ROOT,
+                        help="the nbgrader course folder for gradebook, feedback and grades (default: %(default)s)")
+    add_grading_options(parser)
+    args = parser.parse_args(argv)
+    if not args.submissions.exists():
+        parser.error(f"{args.submissions} does not exist")
+    summary = grade(args.lesson, args.submissions, args.course_dir, **grading_options(parser, args))
     print(summary.text())
     return 1 if summary.counts()["not graded"] else 0

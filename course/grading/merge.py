@@ -16,9 +16,13 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 
-from course.grading.worker import COURSE_ID, Outcome
+from course.grading.worker import Outcome
 from course.lessons import nbgrader
-from course.paths import ROOT, SOLUTIONS, solution_notebook
+from course.paths import COURSE_ID, ROOT, SOLUTIONS, solution_notebook
+
+
+# Files that nbgrader's exchange adds to a submission: when it was made, and the secret that names its feedback.
+SUBMISSION_RECORDS = ("timestamp.txt", "submission_secret.txt")
 
 
 @dataclass
@@ -87,6 +91,12 @@ class CourseFolder:
         nbformat.write(nb, path)
         return path
 
+    def add_students(self, students: list[dict]) -> None:
+        """Record students (id, and first_name, last_name, email where known) in the gradebook."""
+        with Gradebook(self.db_url, course_id=COURSE_ID) as gb:
+            for student in students:
+                gb.update_or_create_student(student["id"], **{k: v or None for k, v in student.items() if k != "id"})
+
     def template(self) -> bytes:
         """The gradebook with every lesson's cells and no student: what a grading job starts from."""
         with tempfile.TemporaryDirectory(prefix="template-") as tmp:
@@ -134,6 +144,9 @@ class CourseFolder:
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir(parents=True)
             (dest / f"{lesson}.{suffix}").write_bytes(data)
+            for name in SUBMISSION_RECORDS:  # what nbgrader's release_feedback needs beside the feedback
+                if (self.submitted(student, lesson) / name).is_file():
+                    shutil.copyfile(self.submitted(student, lesson) / name, dest / name)
         return ""
 
     def result(self, lesson: str, student: str, reason: str = "") -> Result:

@@ -36,9 +36,8 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from course.grading import forkserver
 from course.grading.sandbox import SANDBOX_UID, Limits, Sandbox, protections
-from course.paths import ROOT, data_dir
+from course.paths import COURSE_ID, ROOT, data_dir
 
-COURSE_ID = "pytorch-basics"
 
 
 class NotTheStudentsFault(Exception):
