@@ -112,13 +112,16 @@ class Hub:
     def instructor(self) -> Member:
         return next(m for m in self.members() if m.role == "instructor")
 
-    def env(self, member: Member) -> dict[str, str]:
-        """The environment of a member's JupyterLab and of the nbgrader commands run as them."""
-        home = pwd.getpwnam(member.id).pw_dir
-        return {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": home,
-                "USER": member.id, "LOGNAME": member.id, "SHELL": "/bin/bash", "LANG": "C.UTF-8",
+    def settings(self, member: Member) -> dict[str, str]:
+        """The environment variables that make a member's JupyterLab the course's, for their role."""
+        return {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
                 "JUPYTER_CONFIG_DIR": str(HUB_FILES / member.role), "COURSE_HUB_ROOT": str(self.root),
                 **({"COURSE_DATA": os.environ["COURSE_DATA"]} if os.environ.get("COURSE_DATA") else {})}
+
+    def env(self, member: Member) -> dict[str, str]:
+        """The whole environment of a command run as the member (their system user)."""
+        return {**self.settings(member), "HOME": pwd.getpwnam(member.id).pw_dir, "USER": member.id,
+                "LOGNAME": member.id, "SHELL": "/bin/bash", "LANG": "C.UTF-8"}
 
     def as_member(self, member: Member, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
         """Run a command as the member's system user, in their environment."""

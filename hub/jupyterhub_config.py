@@ -40,9 +40,9 @@ c.Spawner.start_timeout = c.Spawner.http_timeout = 120  # a cold start on a busy
 
 
 def member_settings(spawner) -> None:
-    """The member's environment (course.hub.Hub.env) and folder: the course folder for instructors."""
+    """The member's settings (course.hub.Hub.settings) and folder: the course folder for instructors."""
     member = members[spawner.user.name]
-    spawner.environment.update({k: v for k, v in hub.env(member).items() if k not in ("HOME", "USER", "SHELL")})
+    spawner.environment.update(hub.settings(member))
     spawner.notebook_dir = str(hub.course) if member.role == "instructor" else "~"
 
 
