@@ -69,7 +69,8 @@ def read_roster(path: Path) -> list[Member]:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
     except FileNotFoundError:
-        raise HubError(f"no roster at {path}: run `python -m course hub users ROSTER.csv` first") from None
+        raise HubError(f"no roster at {path}: run `make hub ROSTER=class.csv` (or `python -m course hub users "
+                       "class.csv`) first") from None
     if not rows or "id" not in rows[0]:
         raise HubError(f"{path}: a CSV file with a header row naming at least the column id "
                        "(and optionally first_name, last_name, email, role)")

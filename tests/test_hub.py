@@ -165,7 +165,7 @@ class Hub:
 
 
 class Student:
-    """A student's browser-less session: the hub's login form, then their JupyterLab's endpoints."""
+    """A member's browser-less session: the hub's login form, then their JupyterLab's endpoints."""
 
     def __init__(self, hub: Hub, name: str, session: requests.Session | None = None):
         self.hub, self.name = hub, name
@@ -366,6 +366,15 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub_class, capsys):
         assert full > 0 and score[ana][0] == full, f"Ana answered everything right: {score[ana]}\n{out}"
         assert 0 < score[ben][0] < full, f"Ben answered part: {score[ben]}\n{out}"
         assert score[cai][0] == 0, f"Cai answered nothing: {score[cai]}\n{out}"
+        with timer("instructor logs in; the formgrader lists the submissions"):
+            teacher = Student(hub, prof)
+            teacher.log_in(passwords[prof])
+            r = teacher.http.get(f"{teacher.base}/formgrader/api/assignments", timeout=60)
+            assert r.ok, f"the instructor's formgrader: {r.status_code} {r.text[:300]}"
+            listed = {a["name"]: a for a in r.json()}
+            assert listed[LESSON]["num_submissions"] == 3, listed.get(LESSON)
+            r = students[ben].http.get(f"{students[ben].base}/formgrader/api/assignments", timeout=60)
+            assert r.status_code == 404, f"a student reached the formgrader: {r.status_code}"
         with timer("instructor releases feedback"):
             course("hub", "--root", str(root), "feedback", LESSON)
         with timer("each student fetches feedback"):

@@ -35,7 +35,8 @@ class Engine:
         else:
             self.cluster = LocalCluster(n_workers=self.workers or os.cpu_count() or 1, threads_per_worker=1,
                                         processes=True, host="127.0.0.1", dashboard_address=None,
-                                        silence_logs=logging.ERROR, memory_limit=0)
+                                        silence_logs=logging.CRITICAL,  # a job's failure comes back as its outcome
+                                        memory_limit=0)
             self.client = Client(self.cluster)
         self.client.run(warm_up, on_error="return")  # a worker lost meanwhile is the scheduler's to handle
         return self
