@@ -30,11 +30,9 @@ import nbformat
 import pytest
 
 import simulate
+from browser import launch, why_no_browser
 from course.paths import NOTEBOOKS, ROOT
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 LESSON = "01-tensors"
 NOTEBOOK = f"{LESSON}/{LESSON}.ipynb"
@@ -49,18 +47,7 @@ HIDDEN_PLUGINS = ["@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list
                   "@jupyter/nbgrader:create-assignment", "@jupyterlab/apputils-extension:announcements"]
 
 
-def _why_no_browser():
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        return "the Python package playwright is not installed (it is in requirements.txt: run `make setup`)"
-    if not os.access(CHROMIUM, os.X_OK):
-        return (f"no browser: {CHROMIUM} is missing; install Debian's chromium package "
-                "(`apt-get install chromium`, as root) to run the JupyterLab browser test")
-    return None
-
-
-_missing = _why_no_browser()
+_missing = why_no_browser()
 if _missing and os.environ.get("COURSE_REQUIRE_BROWSER"):
     # .ci/run installs the browser and sets this: a skip there would hide a broken setup.
     pytest.fail(f"COURSE_REQUIRE_BROWSER is set but {_missing}", pytrace=False)
@@ -183,7 +170,7 @@ def page(lab):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             pg = browser.new_page(viewport={"width": 1400, "height": 900})
             pg.set_default_timeout(60_000)

@@ -36,15 +36,13 @@ import pytest
 import requests
 
 import simulate
+from browser import launch, why_no_browser
 from course.hub import PROXY
 from course.paths import COURSE_ID, ROOT, SOLUTIONS
 
 LESSON = "01-tensors"
 COURSE = COURSE_ID
 ARTIFACTS = ROOT / "test-artifacts" / "hub"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 START_S = 120  # the hub, or a user's server, on a busy 2-core machine
 RUN_S = 240    # a Validate (it runs the whole notebook) or a grading command
 
@@ -54,9 +52,7 @@ def _why_not() -> str:
         return "the hub test needs root (it creates system users; PAM; servers started as each user)"
     if not os.access(PROXY, os.X_OK):
         return f"{PROXY} is missing (run `make setup`, which installs it with npm)"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    return ""
+    return why_no_browser()
 
 
 _missing = _why_not()
@@ -189,9 +185,13 @@ class Student:
             time.sleep(1)
         raise AssertionError(f"{self.name}'s JupyterLab did not start in {START_S} s (see {self.hub.log})")
 
+    def xsrf(self) -> dict:
+        """The header that a POST or PUT to the member's JupyterLab needs (its _xsrf cookie)."""
+        return {"X-XSRFToken": next(c.value for c in self.http.cookies
+                                    if c.name == "_xsrf" and c.path.startswith(f"/user/{self.name}"))}
+
     def post(self, endpoint: str, **data) -> dict:
-        xsrf = next(c.value for c in self.http.cookies if c.name == "_xsrf" and c.path.startswith(f"/user/{self.name}"))
-        r = self.http.post(f"{self.base}/{endpoint}", data=data, headers={"X-XSRFToken": xsrf}, timeout=RUN_S)
+        r = self.http.post(f"{self.base}/{endpoint}", data=data, headers=self.xsrf(), timeout=RUN_S)
         assert r.ok, f"{self.name}: POST {endpoint}: {r.status_code} {r.text[:500]}"
         reply = r.json()
         assert reply.get("success"), f"{self.name}: POST {endpoint}: {reply}"
@@ -212,9 +212,8 @@ class Student:
         return nbformat.from_dict(r.json()["content"])
 
     def save(self, nb) -> None:
-        xsrf = next(c.value for c in self.http.cookies if c.name == "_xsrf" and c.path.startswith(f"/user/{self.name}"))
         r = self.http.put(f"{self.base}/api/contents/{LESSON}/{LESSON}.ipynb", json={"type": "notebook",
-                          "content": nb}, headers={"X-XSRFToken": xsrf}, timeout=30)
+                          "content": nb}, headers=self.xsrf(), timeout=30)
         assert r.ok, f"{self.name} could not save: {r.status_code} {r.text[:300]}"
 
     def feedback(self) -> str:
@@ -288,7 +287,7 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub_class, capsys):
 
         # Ana, in Chromium: the hub's login page, the Assignments panel, Validate, Submit.
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            browser = launch(p)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
                 page.set_default_timeout(START_S * 1000)
