@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup data lab test figures execute release bench grade bench-grading hub
+.PHONY: setup data lab test figures execute release bench grade bench-grading hub gpu-check
 .DEFAULT_GOAL := lab
 
 setup:    ## create or update .venv with the pinned packages (idempotent)
@@ -38,3 +38,6 @@ bench-grading: data    ## time grading against plain nbgrader: per lesson, and l
 
 hub: data    ## run the class's JupyterHub, as root: make hub [ROSTER=class.csv] [HUB_ROOT=/srv/pytorch-basics] [PORT=8000]
 	$(if $(ROSTER),$(PY) -m course hub $(if $(HUB_ROOT),--root $(HUB_ROOT)) users $(ROSTER) &&) $(PY) -m course hub $(if $(HUB_ROOT),--root $(HUB_ROOT)) start $(if $(PORT),--port $(PORT))
+
+gpu-check:    ## on a machine with an NVIDIA GPU: set up, run the tests on CUDA and the benchmark; report in test-artifacts/gpu-check/
+	./scripts/gpu-check

@@ -1,8 +1,12 @@
 """Pinned versions: requirements.txt is the source, environment.yml must agree, .venv must match."""
 
+import os
 import re
+import shutil
+import subprocess
 from importlib.metadata import version
 
+import pytest
 import yaml
 
 from course.paths import ROOT
@@ -46,3 +50,18 @@ def test_the_installed_packages_are_the_pinned_ones():
     wrong = {name: (pinned, version(name)) for name, pinned in pip_pins().items()
              if re.sub(r"\+.*", "", version(name)) != pinned}
     assert not wrong, f"installed versions differ from requirements.txt (pinned, installed): {wrong}; run `make setup`"
+
+
+def a_gpu_is_here() -> bool:
+    smi = shutil.which("nvidia-smi")
+    return bool(smi and subprocess.run([smi, "-L"], capture_output=True, text=True).stdout.strip())
+
+
+@pytest.mark.skipif(a_gpu_is_here(), reason="this machine has a GPU: make gpu-check would run the whole check")
+def test_the_gpu_check_stops_at_once_without_a_gpu(tmp_path):
+    report = tmp_path / "report"
+    result = subprocess.run([str(ROOT / "scripts" / "gpu-check")], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "GPU_CHECK_REPORT": str(report)})
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "no NVIDIA GPU here" in result.stderr and "make test" in result.stderr
+    assert not report.exists() and result.stdout == "", "nothing is set up or run without a GPU"

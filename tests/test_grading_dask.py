@@ -85,3 +85,14 @@ def test_a_dask_cluster_grades_like_the_local_run_and_a_lost_worker_loses_no_gra
     expected = {s: everyone[s][2] for s in chosen}
     assert {s: float(r["total"]) for s, r in rows(remote).items()} == \
            {s: float(e[0] if isinstance(e, tuple) else e) for s, e in expected.items()}
+
+
+def test_a_local_cluster_leaves_the_graders_environment_alone():
+    """Dask's nannies would set OMP_NUM_THREADS=1 and MALLOC_TRIM_THRESHOLD_ here, in the grader's own
+    environment, for every later child to inherit (a notebook run afterwards trained three times slower)."""
+    from course.grading.engine import Engine
+
+    before = dict(os.environ)
+    with Engine(workers=1):
+        assert dict(os.environ) == before
+    assert dict(os.environ) == before

@@ -28,15 +28,25 @@ class Engine:
         self.cluster = self.client = None
 
     def __enter__(self) -> "Engine":
+        import dask
         from distributed import Client, LocalCluster
 
         if self.scheduler:
             self.client = Client(self.scheduler, timeout=30)
         else:
-            self.cluster = LocalCluster(n_workers=self.workers or os.cpu_count() or 1, threads_per_worker=1,
-                                        processes=True, host="127.0.0.1", dashboard_address=None,
-                                        silence_logs=logging.CRITICAL,  # a job's failure comes back as its outcome
-                                        memory_limit=0)
+            # Dask's nannies write variables for their workers (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_,
+            # PYTHONHASHSEED) into this process's own environment, where every later child inherits them:
+            # a notebook run from here afterwards trained three times slower. The workers need none
+            # (each kernel gets an environment of its own, worker.kernel_env): none is set, even when a
+            # nanny restarts its worker, and what Dask writes anyway is undone.
+            environ = dict(os.environ)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
+                self.cluster = LocalCluster(n_workers=self.workers or os.cpu_count() or 1, threads_per_worker=1,
+                                            processes=True, host="127.0.0.1", dashboard_address=None,
+                                            silence_logs=logging.CRITICAL,  # a job's failure comes back as its outcome
+                                            memory_limit=0)
+            os.environ.clear()
+            os.environ.update(environ)
             self.client = Client(self.cluster)
         self.client.run(warm_up, on_error="return")  # a worker lost meanwhile is the scheduler's to handle
         return self
