@@ -96,3 +96,27 @@ def test_a_local_cluster_leaves_the_graders_environment_alone():
     with Engine(workers=1):
         assert dict(os.environ) == before
     assert dict(os.environ) == before
+
+
+def test_only_the_grader_can_use_its_local_cluster(engine):
+    """Anyone else on the machine (a student on the class's hub) who finds the scheduler's port gets
+    no client: the cluster speaks TLS with a certificate of its own, and its HTTP server serves nothing."""
+    import urllib.error
+    import urllib.request
+
+    from distributed import Client
+    from distributed.security import Security
+
+    address = engine.cluster.scheduler_address
+    assert address.startswith("tls://127.0.0.1:"), address
+    for attempt in (address.replace("tls://", "tcp://"), address):
+        for security in (None, Security.temporary()):
+            if attempt.startswith("tcp://") and security:
+                continue
+            with pytest.raises(Exception):
+                with Client(attempt, security=security, timeout=5) as client:
+                    client.submit(os.getpid).result(timeout=5)
+    port = engine.cluster.scheduler.http_server.port
+    for path in ("/health", "/metrics", "/info/main/workers.html", "/json/identity.json"):
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)

@@ -1,7 +1,10 @@
 """Where grading jobs run: Dask, on this machine or on a cluster.
 
 By default ``Engine()`` starts a Dask ``LocalCluster`` on 127.0.0.1 (one worker process per
-core, one job at a time each) and stops it afterwards. ``Engine(scheduler="tcp://host:8786")``
+core, one job at a time each) and stops it afterwards. Other users of the machine (students on
+the class's hub) must not run code in its workers, which run as the grader: it speaks TLS with a
+certificate made for this run and kept in memory, so only this process's client gets in, and
+its HTTP servers serve nothing. ``Engine(scheduler="tcp://host:8786")``
 sends the same jobs to a running Dask cluster instead: ``dask scheduler`` and ``dask worker``
 by hand, dask-jobqueue on Slurm, Dask Gateway or dask-kubernetes on a hub. Its workers need
 the course's environment and data (the same image), not the course folder: a job carries
@@ -30,6 +33,7 @@ class Engine:
     def __enter__(self) -> "Engine":
         import dask
         from distributed import Client, LocalCluster
+        from distributed.security import Security
 
         if self.scheduler:
             self.client = Client(self.scheduler, timeout=30)
@@ -40,9 +44,11 @@ class Engine:
             # (each kernel gets an environment of its own, worker.kernel_env): none is set, even when a
             # nanny restarts its worker, and what Dask writes anyway is undone.
             environ = dict(os.environ)
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": {}, "distributed.scheduler.http.routes": [],
+                                  "distributed.worker.http.routes": []}):
                 self.cluster = LocalCluster(n_workers=self.workers or os.cpu_count() or 1, threads_per_worker=1,
                                             processes=True, host="127.0.0.1", dashboard_address=None,
+                                            security=Security.temporary(),
                                             silence_logs=logging.CRITICAL,  # a job's failure comes back as its outcome
                                             memory_limit=0)
             os.environ.clear()
