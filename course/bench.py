@@ -137,7 +137,7 @@ def report(result: dict) -> str:
         "| recipe | epoch | training s | s per epoch | test accuracy |",
         "|---|---|---|---|---|",
     ]
-    course = "course, bf16 autocast" if result["device"].startswith("cuda") else "course"
+    course = "course, bf16 autocast" if torch.device(result["device"]).type == "cuda" else "course"
     for name, records in (("classic", c["epochs"]), (course, f["epochs"])):
         previous = 0.0
         for r in records:
