@@ -7,6 +7,7 @@ Without lesson ids, every lesson under solutions/ is processed.
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,64 @@ def release(lesson: str, release_dir: Path = NOTEBOOKS) -> Path:
     clean_metadata(nb)
     nbformat.write(nb, out)
     return out
+
+
+# How long a lesson takes, the rule every lesson header follows (tests/test_release.py checks it):
+# reading runs at 120 words a minute, each ungraded code cell takes half a minute to read, run
+# and look at, and a graded exercise takes two minutes per point. Headers round to 5 minutes.
+WORDS_PER_MINUTE = 120
+MINUTES_PER_CODE_CELL = 0.5
+MINUTES_PER_POINT = 2
+# Practice beside teaching: at most this much reading before the first exercise and between two.
+MAX_MINUTES_BEFORE_PRACTICE = 12
+HEADER_TIMES = re.compile(r"\*\*Teaching:\*\* (\d+) min · \*\*Exercises:\*\* (\d+) min")
+
+
+def _is_exercise(cell) -> bool:
+    meta = cell.metadata.get("nbgrader", {})
+    return bool(meta.get("solution") or meta.get("grade"))
+
+
+def reading_minutes(cell) -> float:
+    """Minutes a learner spends on a cell that is not part of a graded exercise."""
+    if _is_exercise(cell):
+        return 0.0
+    if cell.cell_type == "markdown":
+        return len(cell.source.split()) / WORDS_PER_MINUTE
+    return MINUTES_PER_CODE_CELL if cell.cell_type == "code" else 0.0
+
+
+def _round5(minutes: float) -> int:
+    return max(5, 5 * round(minutes / 5))
+
+
+def estimated_minutes(nb) -> tuple[int, int]:
+    """(teaching, exercises) minutes of a lesson by the rule above, rounded to 5."""
+    teaching = sum(reading_minutes(c) for c in nb.cells)
+    points = sum(c.metadata["nbgrader"].get("points", 0) for c in nb.cells
+                 if c.metadata.get("nbgrader", {}).get("grade"))
+    return _round5(teaching), _round5(points * MINUTES_PER_POINT)
+
+
+def stated_minutes(nb) -> tuple[int, int] | None:
+    """(teaching, exercises) minutes as the lesson's header states them."""
+    match = HEADER_TIMES.search(nb.cells[0].source) if nb.cells else None
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def reading_before_each_exercise(nb) -> list[tuple[int, float]]:
+    """(cell index of the exercise's first cell, minutes of reading since the previous exercise)."""
+    gaps, minutes, previous = [], 0.0, None
+    for index, cell in enumerate(nb.cells):
+        if not _is_exercise(cell):
+            minutes += reading_minutes(cell)
+            continue
+        starts_exercise = cell.metadata["nbgrader"].get("solution") and not (
+            previous is not None and previous.metadata["nbgrader"].get("solution"))
+        if starts_exercise:
+            gaps.append((index, minutes))
+        minutes, previous = 0.0, cell
+    return gaps
 
 
 def main(argv: list[str]) -> int:

@@ -100,16 +100,25 @@ def shown_hidden_lines(page: str, lesson: str) -> list[str]:
 
 # A messy class of lesson 01-tensors (it grades fast): the submissions real students send.
 MESSY = "01-tensors"
-POINTS = {1: 1, 2: 2, 3: 1, 4: 2, 5: 2, 6: 2, 7: 2}  # exercise -> points: 12 in all
+# Its graded cells, as the class report names them (ex7a: item a of exercise 7, a predict exercise
+# scored item by item), with their points: 13 in all.
+CELLS = {"ex1": 2, "ex2": 2, "ex3": 1, "ex4": 2, "ex5": 1, "ex6": 2, **{f"ex7{item}": 0.5 for item in "abcdef"}}
+TOTAL = sum(CELLS.values())
+POINTS = {n: sum(p for name, p in CELLS.items() if re.fullmatch(f"ex{n}[a-z]?", name)) for n in range(1, 8)}
 WRONG = {  # wrong answers of the kinds students write
-    "wrong-shape": (1, "def make_batch(n):\n    return torch.zeros(n, 32, 32, 3)"),
+    "wrong-shape": (5, "def make_batch(n):\n    return torch.zeros(n, 32, 32, 3)"),
     "wrong-dtype": (2, "def iris_tensor(df, columns, n):\n    return torch.tensor(df[columns].iloc[:n].to_numpy())"),
-    "off-by-one": (5, "def roll_dice(seed, n):\n    torch.manual_seed(seed)\n    return torch.randint(1, 6, (n,))"),
+    "off-by-one": (6, "def roll_dice(seed, n):\n    torch.manual_seed(seed)\n    return torch.randint(1, 6, (n,))"),
 }
 
 
 def ex(number: int, kind: str = "solution") -> str:
     return f"{MESSY}-ex{number}-{kind}"
+
+
+def graded_cells() -> list[str]:
+    """The grade ids of the lesson's test cells, in order."""
+    return [f"{MESSY}-{name}-tests" for name in CELLS]
 
 
 def edited(nb, changes: dict):
@@ -132,7 +141,7 @@ def messy_class(release_nb, course_dir, port: int, marker: str) -> dict:
     """Student -> (path in their folder, content, expected outcome) for lesson 01-tensors.
 
     Content is a notebook, raw bytes or None (an empty folder). The outcome is the score out
-    of 12, a piece of the reason given for a failed grading (a str), or (score, a piece of the
+    of TOTAL, a piece of the reason given for a failed grading (a str), or (score, a piece of the
     reason a graded notebook stopped early). The attackers know where the course is
     (``course_dir``), a TCP listener on 127.0.0.1:``port``, and leave ``marker`` in the names of
     the files and processes they try to plant, for the test to look for.
@@ -155,35 +164,40 @@ def messy_class(release_nb, course_dir, port: int, marker: str) -> dict:
 
     nb = f"{MESSY}.ipynb"
     students = {
-        "full": (nb, full, 12),
+        "full": (nb, full, TOTAL),
         "untouched": (f"{MESSY}/{nb}", release_nb, 0),
-        "partial": (nb, edited(release_nb, {ex(n): solution[ex(n)] for n in (1, 3, 5, 7)}), 1 + 1 + 2 + 2),
-        **{name: (nb, edited(full, {ex(n): code}), 12 - POINTS[n]) for name, (n, code) in WRONG.items()},
+        "partial": (nb, edited(release_nb, {ex(n): solution[ex(n)] for n in (1, 3, 5, 7)}),
+                    POINTS[1] + POINTS[3] + POINTS[5] + POINTS[7]),
+        **{name: (nb, edited(full, {ex(n): code}), TOTAL - POINTS[n]) for name, (n, code) in WRONG.items()},
         # test cells edited: nbgrader restores them from the gradebook
-        "tests-pass": (nb, edited(release_nb, {ex(n, "tests"): "pass" for n in POINTS}), 0),
-        "assert-true": (nb, edited(full, {ex(1): WRONG["wrong-shape"][1], ex(1, "tests"): "assert True"}), 11),
-        "deleted-tests": (nb, edited(full, {ex(4, "tests"): None, ex(5, "tests"): None,
-                                            ex(5): WRONG["off-by-one"][1]}), 10),
-        "points-changed": (nb, edited(full, {ex(1, "tests"): points, ex(2): WRONG["wrong-dtype"][1]}), 10),
-        "infinite-loop": (f"{MESSY}/{nb}", edited(full, before(3, "while True:\n    pass")), 11),
-        "sys-exit": (nb, edited(full, before(5, "import sys\nsys.exit('bye')")), 10),
-        # a kernel that dies costs the cells from the one it died in (ex6 and ex7: 4 points)
-        "kernel-killer": (nb, edited(full, before(6, "import os\nos._exit(1)")), (8, "kernel died")),
+        "tests-pass": (nb, edited(release_nb, {cell: "pass" for cell in graded_cells()}), 0),
+        "assert-true": (nb, edited(full, {ex(5): WRONG["wrong-shape"][1], ex(5, "tests"): "assert True"}),
+                        TOTAL - POINTS[5]),
+        "deleted-tests": (nb, edited(full, {ex(4, "tests"): None, ex(6, "tests"): None,
+                                            ex(6): WRONG["off-by-one"][1]}), TOTAL - POINTS[6]),
+        "points-changed": (nb, edited(full, {ex(1, "tests"): points, ex(2): WRONG["wrong-dtype"][1]}),
+                           TOTAL - POINTS[2]),
+        "infinite-loop": (f"{MESSY}/{nb}", edited(full, before(3, "while True:\n    pass")), TOTAL - POINTS[3]),
+        "sys-exit": (nb, edited(full, before(4, "import sys\nsys.exit('bye')")), TOTAL - POINTS[4]),
+        # a kernel that dies costs the cells from the one it died in (ex6 and ex7: 5 points)
+        "kernel-killer": (nb, edited(full, before(6, "import os\nos._exit(1)")),
+                          (TOTAL - POINTS[6] - POINTS[7], "kernel died")),
         "memory-hog": (nb, edited(full, before(6, "import torch\nhog = torch.ones(2**29)  # 2 GiB")),
-                       (8, "used more than 1 GiB of memory")),
-        "huge-output": (nb, attack("for i in range(300_000):\n    print('line', i)"), 12),
+                       (TOTAL - POINTS[6] - POINTS[7], "used more than 1 GiB of memory")),
+        "huge-output": (nb, attack("for i in range(300_000):\n    print('line', i)"), TOTAL),
         "not-json": (nb, b'{"cells": [ this is not JSON', "not a valid notebook"),
-        "renamed": ("Copy of 01-tensors (2).ipynb", full, 12),
+        "renamed": ("Copy of 01-tensors (2).ipynb", full, TOTAL),
         "empty": (None, None, "no notebook submitted"),
         "noisy": (nb, edited(full, before(1, "import sys, warnings\nwarnings.warn('a warning')\n"
-                                              "print('to stderr', file=sys.stderr)")), 12),
+                                              "print('to stderr', file=sys.stderr)")), TOTAL),
         # attacks: each still gets its grade, and the test checks that the attack came to nothing
-        "snoop": (nb, attack(SNOOP.format(gradebook=gradebook)), 12),
-        "intruder": (nb, attack(INTRUDER.format(marker=marker, gradebook=gradebook, config=config)), 12),
-        "caller": (nb, attack(CALLER.format(port=port)), 12),
-        "escapee": (nb, attack(ESCAPEE.format(marker=marker)), 12),
-        "fork-bomb": (nb, attack(FORK_BOMB), 12),
-        "spinner": (nb, edited(full, before(1, SPINNER)), 12),
+        "snoop": (nb, attack(SNOOP.format(gradebook=gradebook)), TOTAL),
+        "intruder": (nb, attack(INTRUDER.format(marker=marker, gradebook=gradebook, config=config)), TOTAL),
+        "caller": (nb, attack(CALLER.format(port=port)), TOTAL),
+        "escapee": (nb, attack(ESCAPEE.format(marker=marker)), TOTAL),
+        "fork-bomb": (nb, attack(FORK_BOMB), TOTAL),
+        "spinner": (nb, edited(full, before(1, SPINNER)), TOTAL),
+        "eavesdropper": (nb, edited(full, before(1, EAVESDROPPER)), TOTAL),
     }
     return students
 
@@ -245,6 +259,10 @@ except OSError as error:
 SPINNER = """\
 import threading
 threading.Thread(target=lambda: [None for _ in iter(int, 1)], daemon=True).start()"""
+# prints the source of every cell that runs after it, the test cells with their hidden tests included
+EAVESDROPPER = """\
+get_ipython().run_line_magic("xmode", "Verbose")
+get_ipython().events.register("pre_run_cell", lambda info: print(info.raw_cell))"""
 ESCAPEE_COMMANDS = ("sleep 3141", "sleep 2718")  # with the marker: what must not outlive grading
 
 

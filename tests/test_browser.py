@@ -65,6 +65,16 @@ def solutions() -> dict[str, str]:
             if simulate.is_solution(c)}
 
 
+def answer_of(answers: dict[str, str], function: str) -> tuple[str, str]:
+    """(grade id, answer) of the exercise that defines ``function``."""
+    return next((grade_id, answer) for grade_id, answer in answers.items() if f"def {function}(" in answer)
+
+
+def first_test_line() -> str:
+    """The first line of the lesson's first graded test cell (where Run All stops, unanswered)."""
+    return next(c.source.splitlines()[0] for c in simulate.instructor(LESSON).cells if simulate.is_test(c))
+
+
 def answer_cells_on_disk(path: Path) -> dict[str, str]:
     return {simulate.grade_id(c): c.source for c in nbformat.read(path, as_version=4).cells
             if simulate.is_solution(c)}
@@ -188,6 +198,7 @@ class Steps:
         self.page = page
         self.lab = lab
         self.shots: list[tuple[Path, str]] = []
+        self.validate_seconds: list[float] = []  # each Validate, from the click to its dialog (printed)
 
     def shot(self, name: str, what: str):
         path = ARTIFACTS / f"{len(self.shots) + 1:02d}-{name}.png"
@@ -254,9 +265,11 @@ class Steps:
 
     def validate(self) -> tuple[str, str]:
         """Press Validate; the dialog's class (validation-failed, -success, ...) and text."""
+        started = time.monotonic()
         self.page.locator(".jp-NotebookPanel-toolbar .validate-button").click()
         dialog = self.page.locator(".jp-Dialog", has_text="Validation Results")
         dialog.wait_for(timeout=RUN_S * 1000)
+        self.validate_seconds.append(time.monotonic() - started)
         message = dialog.locator("#validation-message")
         return message.get_attribute("class"), message.inner_text()
 
@@ -272,7 +285,8 @@ def test_a_student_works_through_lesson_01_in_jupyterlab(lab, page, capsys):
     expect.set_options(timeout=30_000)  # a busy 2-core machine can take a while to draw
     steps = Steps(page, lab)
     answers = solutions()
-    make_batch, get_pixel = answers[f"{LESSON}-ex1-solution"], answers[f"{LESSON}-ex3-solution"]
+    make_batch_id, make_batch = answer_of(answers, "make_batch")
+    get_pixel_id, get_pixel = answer_of(answers, "get_pixel")
     wrong_get_pixel = get_pixel.replace(".item()", "")  # returns a 0D tensor, not a number
     assert wrong_get_pixel != get_pixel
     original = (NOTEBOOKS / NOTEBOOK).read_bytes()
@@ -334,15 +348,11 @@ def test_a_student_works_through_lesson_01_in_jupyterlab(lab, page, capsys):
 
         # 4. Run all cells: the lesson's demonstrations run in the course's Python, and the run
         #    stops at the first exercise, whose test fails while it is unanswered.
-        first_test = steps.cell("b = make_batch(4)")
+        first_test = steps.cell(first_test_line())
         steps.run(first_test, lambda: steps.menu("Run", "Run All Cells"))
         outputs = page.locator(".jp-Notebook .jp-OutputArea").all_text_contents()
         torch_version = version("torch").split("+")[0]
         assert any(f"torch {torch_version}" in o for o in outputs), "the setup cell printed no torch version"
-        plots = page.locator(".jp-Notebook .jp-OutputArea-output img")  # the iris scatter plot, ...
-        expect(plots.first).to_be_attached()
-        widths = plots.evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
-        assert all(w > 0 for w in widths), f"a plot did not render (image widths {widths})"
         expect(first_test.locator(".jp-OutputArea")).to_contain_text("NotImplementedError")
         sessions = [s for s in lab.api("sessions") if s["path"] == NOTEBOOK]
         assert len(sessions) == 1, f"expected one kernel session for the lesson: {sessions}"
@@ -382,13 +392,22 @@ def test_a_student_works_through_lesson_01_in_jupyterlab(lab, page, capsys):
         steps.type_answer("def get_pixel(img, c, row, col):", get_pixel)
         stubs = answer_cells_on_disk(NOTEBOOKS / NOTEBOOK)
         for grade_id, answer in answers.items():
-            if grade_id not in (f"{LESSON}-ex1-solution", f"{LESSON}-ex3-solution"):
+            if grade_id not in (make_batch_id, get_pixel_id):
                 steps.type_answer(stubs[grade_id].splitlines()[0], answer)  # found by its first line
         kind, text = steps.validate()
         assert "validation-success" in kind, f"all answers are right, Validate says ({kind}):\n{text}"
         assert "Success! Your notebook passes all the tests." in text
         steps.shot("validate-success", "Validate after fixing get_pixel and answering the rest: Success")
         steps.close_dialog()
+
+        # 7b. Run all cells again, every exercise answered: the run goes to the end and the plots
+        #     (the iris scatter plot, ...) render.
+        steps.run(steps.cell(first_test_line()), lambda: steps.menu("Run", "Run All Cells"))
+        plots = page.locator(".jp-Notebook .jp-OutputArea-output img")
+        expect(plots.first).to_be_attached()
+        widths = plots.evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
+        assert all(w > 0 for w in widths), f"a plot did not render (image widths {widths})"
+        steps.shot("run-all-answered", "Run All Cells with every exercise answered: the plots render")
 
         # 8. Save; the notebook on disk holds the student's answers.
         saved_at = (lab.root / NOTEBOOK).stat().st_mtime_ns
@@ -420,3 +439,4 @@ def test_a_student_works_through_lesson_01_in_jupyterlab(lab, page, capsys):
             for path, what in steps.shots:
                 print(f"  {path.relative_to(ROOT)}: {what}")
             print(f"  {lab.log.relative_to(ROOT)}: the JupyterLab server's log")
+            print("  Validate, from the click to its dialog: " + ", ".join(f"{t:.1f} s" for t in steps.validate_seconds))

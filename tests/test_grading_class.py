@@ -81,7 +81,7 @@ def runs(tmp_path_factory, engine, sandboxed):
             called = False
     leftovers = planted(marker, course_dir)
     again = grade(submissions, course_dir, engine)
-    late = {"late": (f"{LESSON}.ipynb", students["full"][1], 12)}
+    late = {"late": (f"{LESSON}.ipynb", students["full"][1], simulate.TOTAL)}
     simulate.write_class(submissions, late)
     with_late = grade(submissions, course_dir, engine)
     export = base / "lms-export.zip"
@@ -106,26 +106,26 @@ def test_each_student_gets_the_expected_grade_or_is_reported_failed_with_the_rea
             continue
         score, stopped = expected if isinstance(expected, tuple) else (expected, "")
         if row["status"] != "graded":
-            wrong[student] = f"expected {score}/12, {got}"
+            wrong[student] = f"expected {score}/{simulate.TOTAL:g}, {got}"
             continue
         scores = [float(row[cell]) for cell in list(row)[3:-2]]
         if float(row["total"]) != score or sum(scores) != score:
-            wrong[student] = f"expected {score}/12, {got}"
+            wrong[student] = f"expected {score}/{simulate.TOTAL:g}, {got}"
         elif stopped not in row["reason"] or bool(stopped) != bool(row["reason"]):
             wrong[student] = f"expected the reason {stopped!r}, {got}"
-        assert float(row["max_score"]) == 12
+        assert float(row["max_score"]) == simulate.TOTAL
     assert not wrong, wrong
 
 
 def test_the_grades_csv_has_a_row_per_student_and_a_column_per_graded_cell(runs):
     header = runs.first.csv.splitlines()[0].split(",")
-    cells = [f"{LESSON}-ex{n}-tests" for n in simulate.POINTS]
+    cells = simulate.graded_cells()
     assert header == ["student", "status", "reason", *cells, "total", "max_score"]
     assert sorted(runs.first.rows) == sorted(runs.students)
 
 
 def test_feedback_for_every_graded_student_shows_no_hidden_test(runs):
-    visible = "assert b.shape == (4, 3, 32, 32)"  # a visible test line of exercise 1
+    visible = "assert b.shape == (4, 3, 32, 32)"  # a visible test line of make_batch's exercise
     for student, row in runs.first.rows.items():
         if row["status"] == "graded":
             page = runs.course_dir / "feedback" / student / LESSON / f"{LESSON}.html"
@@ -141,11 +141,11 @@ def test_the_class_report_names_the_most_failed_exercise_and_the_failed_students
     report = (out / "report.md").read_text()
     assert (out / "report.png").read_bytes().startswith(b"\x89PNG")
     graded = [row for row in runs.first.rows.values() if row["status"] == "graded"]
-    zeros = {n: sum(float(row[f"{LESSON}-ex{n}-tests"]) == 0 for row in graded) for n in simulate.POINTS}
+    zeros = {name: sum(float(row[f"{LESSON}-{name}-tests"]) == 0 for row in graded) for name in simulate.CELLS}
     most = min(zeros, key=lambda n: (-zeros[n], n))
     table = report.split("## Exercises")[1].splitlines()
     first_row = next(line for line in table if re.match(r"\| ex\d", line))
-    assert first_row.startswith(f"| ex{most} |"), first_row
+    assert first_row.startswith(f"| {most} |"), first_row
     for student, row in runs.first.rows.items():
         assert (f"| {student} |" in report) == (row["status"] == "failed"), student
 
@@ -157,6 +157,13 @@ def test_no_attack_reached_the_grader(runs):
     snoop = nbformat.read(runs.course_dir / "autograded" / "snoop" / LESSON / f"{LESSON}.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in snoop.cells if c.cell_type == "code" for o in c.outputs)
     assert "sqlite" not in printed.lower() and "BEGIN HIDDEN TESTS" not in printed, printed[:2000]
+    spy = nbformat.read(runs.course_dir / "autograded" / "eavesdropper" / LESSON / f"{LESSON}.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in spy.cells if c.cell_type == "code" for o in c.outputs)
+    assert "output withheld: it quoted a hidden test" in printed, "the eavesdropper printed no test cell's source"
+    quoted = [line for line in simulate.hidden_test_lines(LESSON) if line in printed]
+    assert not quoted, f"the eavesdropper's graded notebook quotes hidden tests: {quoted[:3]}"
+    page = (runs.course_dir / "feedback" / "eavesdropper" / LESSON / f"{LESSON}.html").read_text()
+    assert not simulate.shown_hidden_lines(page, LESSON), "the eavesdropper's feedback quotes hidden tests"
     bomb = nbformat.read(runs.course_dir / "autograded" / "fork-bomb" / LESSON / f"{LESSON}.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in bomb.cells if c.cell_type == "code" for o in c.outputs)
     assert "fork refused after" in printed, printed[-500:]
@@ -180,7 +187,7 @@ def test_grading_the_same_class_again_grades_nobody_and_changes_nothing(runs):
 def test_a_late_submission_is_the_only_one_graded(runs):
     assert "This run graded 1 submissions" in runs.late.summary, runs.late.summary
     rows = dict(runs.late.rows)
-    assert rows.pop("late")["total"] == "12.0"
+    assert float(rows.pop("late")["total"]) == simulate.TOTAL
     assert rows == runs.first.rows
     assert {s: t for s, t in runs.late.times.items() if s != "late"} == runs.first.times
 

@@ -48,6 +48,8 @@ class Engine:
                                   "distributed.worker.http.routes": []}):
                 self.cluster = LocalCluster(n_workers=self.workers or os.cpu_count() or 1, threads_per_worker=1,
                                             processes=True, host="127.0.0.1", dashboard_address=None,
+                                            # its HTTP server (no routes) on a free port, not on 8787
+                                            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                                             security=Security.temporary(),
                                             silence_logs=logging.CRITICAL,  # a job's failure comes back as its outcome
                                             memory_limit=0)

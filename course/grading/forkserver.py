@@ -244,6 +244,7 @@ def _kernel(spec: dict, argv: list[str], path: list[str], inside: int, log: int)
         os._exit(1)
     os.environ.clear()
     os.environ.update(spec["env"], PWD=spec["cwd"])  # as bwrap --chdir sets it
+    tempfile.tempdir = None  # the fork server's cached choice; the kernel's is its own $TMPDIR
     sys.path[:] = path  # as a new interpreter has it (ipykernel_launcher drops the first entry)
     _fresh_state(int(spec["env"].get("OMP_NUM_THREADS", "1")))
     sys.argv = ["ipykernel_launcher", *argv]

@@ -13,7 +13,9 @@ failure that is not the student's (the kernel did not start) raises ``NotTheStud
 which the engine retries.
 """
 
+import html
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -30,7 +32,7 @@ from nbclient.exceptions import DeadKernelError
 from nbgrader.api import Gradebook
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
@@ -122,7 +124,7 @@ def _grade(job: Job, scratch: Path) -> Outcome:
         config.Execute.timeout = job.cell_timeout
     config.Execute.kernel_name = "python3"  # never the kernel a submission's metadata names
     config.Autograde.autograde_preprocessors = [
-        ContainedExecute if p is Execute else p for p in _autograde_preprocessors()]
+        q for p in _autograde_preprocessors() for q in ((ContainedExecute, WithholdHiddenTests) if p is Execute else (p,))]
     api = NbGraderAPI(CourseDirectory(config=config), config=config)
     _current.clear()
     _current.update(scratch=scratch, limits=job.limits, threads=job.threads, died="", died_in="", start_error="")
@@ -266,6 +268,10 @@ class ContainedExecute(Execute):
 
     def preprocess(self, nb, resources=None, km=None):
         self._ran_a_cell = False
+        # nbgrader's first pass wrote the notebook with every hidden test restored into the kernel's
+        # working folder, and its second pass has read it: the kernel must not find it there.
+        # nbgrader writes the graded notebook back when this pass ends.
+        Path(resources["metadata"]["path"], f"{resources['unique_key']}.ipynb").unlink(missing_ok=True)
         try:
             return super().preprocess(nb, resources, km)
         except Exception as error:
@@ -290,6 +296,51 @@ class ContainedExecute(Execute):
             _current["died_in"] = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index + 1}"
             cell.outputs.append(_error("KernelDied", f"the kernel stopped while running this cell: {_current['died']}"))
             return cell, resources
+
+
+class WithholdHiddenTests(NbGraderPreprocessor):
+    """Outputs that quote a hidden test say so instead, in the graded notebook and so in the feedback.
+
+    The kernel receives each test cell's source to run it, so student code can print it: an
+    IPython hook, a verbose traceback of a failing hidden assert. An output that holds a line of a
+    hidden test keeps its kind (an error still fails its cell) and loses its text.
+    """
+
+    def preprocess(self, nb, resources):
+        public = {line.strip() for cell in nb.cells for line in HIDDEN_TESTS.sub("", cell.source).splitlines()}
+        hidden = {line.strip() for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("grade")
+                  for block in HIDDEN_TESTS.findall(cell.source) for line in block.splitlines()
+                  if len(line.strip()) >= 8} - public | {"BEGIN HIDDEN TESTS", "END HIDDEN TESTS"}
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = [_withheld(o) if _quotes(o, hidden) else o for o in cell.outputs]
+        return nb, resources
+
+
+HIDDEN_TESTS = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
+ANSI_CODE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+WITHHELD = "[output withheld: it quoted a hidden test]"
+
+
+def _text(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return " ".join(_text(v) for v in (value.values() if isinstance(value, dict) else value))
+    return ""
+
+
+def _quotes(output, lines: set[str]) -> bool:
+    flat = " ".join(html.unescape(ANSI_CODE.sub("", _text(output))).split())
+    return any(" ".join(line.split()) in flat for line in lines)
+
+
+def _withheld(output):
+    if output.output_type == "error":
+        return _error(output.ename, WITHHELD)
+    if output.output_type == "stream":
+        return nbformat.v4.new_output("stream", name=output.name, text=WITHHELD + "\n")
+    return nbformat.v4.new_output("display_data", data={"text/plain": WITHHELD})
 
 
 def _error(name: str, text: str):
