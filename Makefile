@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup data lab test figures execute release bench grade bench-grading hub gpu-check
+.PHONY: setup data lab test figures execute release bench grade bench-grading bench-validate hub gpu-check
 .DEFAULT_GOAL := lab
 
 setup:    ## create or update .venv with the pinned packages (idempotent)
@@ -27,7 +27,7 @@ execute: setup    ## re-run the solution notebooks and store their outputs
 release: setup    ## regenerate the student versions in notebooks/ from solutions/
 	$(PY) -m course release
 
-bench: data    ## time lesson 06's classic and fast CNN recipes side by side (not a test)
+bench: data    ## time lesson 06's classic and lesson 07's fast CNN recipe side by side (not a test)
 	$(PY) -m course bench
 
 grade: data    ## autograde a class: make grade ASSIGNMENT=01-tensors SUBMISSIONS=path [GRADE_OPTIONS=--force]
@@ -35,6 +35,9 @@ grade: data    ## autograde a class: make grade ASSIGNMENT=01-tensors SUBMISSION
 
 bench-grading: data    ## time grading against plain nbgrader: per lesson, and lesson 01 for 10, 100, 500 students (not a test)
 	$(PY) -m course bench-grading
+
+bench-validate: data    ## time the Validate button's work on each lesson, 3 rounds (not a test)
+	$(PY) -m course bench-validate
 
 hub: data    ## run the class's JupyterHub, as root: make hub [ROSTER=class.csv] [HUB_ROOT=/srv/pytorch-basics] [PORT=8000]
 	$(if $(ROSTER),$(PY) -m course hub $(if $(HUB_ROOT),--root $(HUB_ROOT)) users $(ROSTER) &&) $(PY) -m course hub $(if $(HUB_ROOT),--root $(HUB_ROOT)) start $(if $(PORT),--port $(PORT))

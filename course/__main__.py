@@ -4,11 +4,14 @@
     figures [LESSON ...] draw figures/*.png and embed them in the solution notebooks
     execute [LESSON ...] run solution notebooks in a fresh kernel and store their outputs
     release [LESSON ...] regenerate the student versions in notebooks/ from solutions/
-    bench [--profile]    time lesson 06's classic and fast CNN recipes side by side
+    bench [--profile|--select]
+                         time lesson 06's classic and lesson 07's fast CNN recipe side by side
     grade LESSON SUBMISSIONS [--course-dir DIR] [--force] [--jobs N | --scheduler ADDRESS] [--timeout S] [--memory GIB]
                          autograde a class: feedback, grades CSV, class report
     bench-grading [--students N ...]
                          time grading: seconds per submission, per lesson and per class size
+    bench-validate [LESSON ...] [--rounds N]
+                         time the Validate button's work on each lesson
     hub users|start|release|grade|feedback ...
                          the class on a JupyterHub on this machine (course/hub.py)
 
@@ -37,6 +40,8 @@ def main(argv: list[str]) -> int:
         from course.hub import main as run
     elif command == "bench-grading":
         from course.bench_grading import main as run
+    elif command == "bench-validate":
+        from course.bench_validate import main as run
     elif command in ("execute", "release"):
         from course.lessons import main as lessons_main
 

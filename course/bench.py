@@ -1,24 +1,34 @@
-"""Benchmark of lesson 06: the classic CNN recipe and the course's fast recipe, side by side.
+"""Benchmark of the CNN recipes: lesson 06's classic recipe and lesson 07's fast recipe, side by side.
 
-    python -m course bench [--profile]      (or: make bench)
+    python -m course bench [--profile] [--select]      (or: make bench)
 
-Both recipes are the lesson's own code: the cells of solutions/06-cnn-classifier tagged
-``bench`` define the models, the training loops, ``evaluate`` and ``FAST_RECIPE``; this
-module runs them in one process, one after the other, from the same seed, and times
-the training only (evaluation on the 10,000 test images after each epoch is not
-counted). On a GPU the fast recipe runs in mixed precision (bfloat16 autocast) with
-channels_last and the data on the GPU. It prints a table and writes
-benchmarks/cnn-<device>.json and .md, and says whether the device's targets were met.
+Both recipes are the lessons' own code, read from the cells tagged ``bench``: the classic
+recipe's network and training loop (``ClassicCNN``, ``train_epoch``) from
+solutions/06-cnn-classifier; the fast recipe (``FastCNN``, ``train_epoch_fast``,
+``make_fast_training``, ``random_flip``, ``FAST_RECIPE``), ``load_tensors`` and ``evaluate``
+from solutions/07-fast-training. This module runs the two in one process, one after the
+other, from the same seed, on all 60,000 training images, and times the training only
+(evaluation on the 10,000 test images after each epoch is not counted: the benchmark
+measures a recipe already chosen, the lesson chose it on validation data). On a GPU the fast
+recipe runs in mixed precision (bfloat16 autocast) with channels_last and the data on the
+GPU. It prints a table and writes benchmarks/cnn-<device>.json and .md: seconds and test
+accuracy per epoch, the time to 92 % test accuracy, the speed-up to the classic recipe's final
+accuracy, and whether the device's targets (``TARGETS``) were met.
 
 --profile first prints where the time of a training step goes, for each recipe.
+
+--select runs, instead, the model selection that lesson 07 cites: every recipe in the lesson's
+``CANDIDATES`` is trained on the 50,000 images of the lesson's training split (seeds
+``SELECT_SEEDS``) and measured on the 10,000 validation images; the test set is not touched.
+It writes benchmarks/select-<device>.json and .md.
 """
 
 import json
 import math
+import os
 import platform
-import sys
+import statistics
 import time
-from pathlib import Path
 
 import nbformat
 import torch
@@ -26,14 +36,16 @@ import torch
 from course.data import fashion_mnist_root
 from course.paths import BENCHMARKS, solution_notebook
 
-LESSON = "06-cnn-classifier"
+CLASSIC_LESSON = "06-cnn-classifier"  # ClassicCNN and train_epoch
+FAST_LESSON = "07-fast-training"      # the fast recipe, load_tensors, evaluate, the validation split
 CLASSIC = dict(num_epochs=3, batch_size=32, lr=1e-3)  # the recipe older tutorials teach
 TARGET_ACCURACY = 0.92
 TARGETS = {"cpu": dict(speedup=4.0, seconds=60.0),  # issue 5's targets on the 2-core machine
            "cuda": dict(speedup=None, seconds=5.0)}  # issue 14's: one H100/H200-class GPU
+SELECT_SEEDS = (0, 1)
 
 
-def lesson_namespace(lesson: str = LESSON, tag: str = "bench") -> dict:
+def lesson_namespace(lesson: str = FAST_LESSON, tag: str = "bench") -> dict:
     """Run the lesson's cells tagged ``tag`` (definitions only) and return what they define."""
     namespace = {"__name__": f"lesson_{lesson.replace('-', '_')}"}
     cells = [c for c in nbformat.read(solution_notebook(lesson), as_version=4).cells
@@ -45,39 +57,47 @@ def lesson_namespace(lesson: str = LESSON, tag: str = "bench") -> dict:
     return namespace
 
 
-def run_classic(ns: dict, device: torch.device, X_test, y_test, seed: int = 0) -> list[dict]:
+def run_classic(classic: dict, fast: dict, device: torch.device, X_test, y_test, seed: int = 0) -> list[dict]:
+    """Lesson 06's ClassicCNN and train_epoch: a DataLoader with ToTensor+Normalize, batches of 32, Adam."""
     from torch import nn
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    to_tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize((ns["MEAN"],), (ns["STD"],))])
+    mean, std = classic.get("MEAN", fast["MEAN"]), classic.get("STD", fast["STD"])
+    to_tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
     train_set = datasets.FashionMNIST(fashion_mnist_root(), train=True, download=False, transform=to_tensor)
     torch.manual_seed(seed)
     loader = DataLoader(train_set, batch_size=CLASSIC["batch_size"], shuffle=True, num_workers=0)
-    model = ns["ClassicCNN"]().to(device)
+    model = classic["ClassicCNN"]().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=CLASSIC["lr"])
     loss_fn = nn.CrossEntropyLoss()
 
     def one_epoch():
-        return ns["train_epoch"](model, loader, loss_fn, optimizer, device, progress=False)
+        return classic["train_epoch"](model, loader, loss_fn, optimizer, device, progress=False)
 
-    return _epochs(one_epoch, CLASSIC["num_epochs"], lambda: ns["evaluate"](model, X_test, y_test, device=device))
+    return _epochs(one_epoch, CLASSIC["num_epochs"], lambda: fast["evaluate"](model, X_test, y_test, device=device))
 
 
-def run_fast(ns: dict, device: torch.device, X_train, y_train, X_test, y_test, seed: int = 0) -> list[dict]:
-    """The lesson's fast recipe; on a GPU in mixed precision (bfloat16 autocast), channels_last, data on the GPU."""
-    recipe = ns["FAST_RECIPE"]
-    mixed = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+def _fast_model(ns: dict, recipe: dict, device: torch.device, steps_per_epoch: int, seed: int):
+    """A seeded FastCNN, its (loss_fn, optimizer, scheduler) for ``recipe``, and autocast (bf16 on a GPU)."""
     torch.manual_seed(seed)
-    model = ns["FastCNN"]().to(device)
+    model = ns["FastCNN"](batch_norm=recipe["batch_norm"]).to(device)
+    loss_fn, optimizer, scheduler = ns["make_fast_training"](model, steps_per_epoch, recipe)
+    mixed = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    return model, loss_fn, optimizer, scheduler, mixed
+
+
+def run_fast(ns: dict, device: torch.device, X_train, y_train, X_test, y_test, seed: int = 0,
+             recipe: dict | None = None) -> list[dict]:
+    """The lesson's fast recipe; on a GPU in mixed precision (bfloat16 autocast), channels_last, data on the GPU."""
+    recipe = recipe or ns["FAST_RECIPE"]
     steps = math.ceil(len(X_train) / recipe["batch_size"])
-    loss_fn, optimizer, scheduler = ns["make_fast_training"](model, steps, recipe)
+    model, loss_fn, optimizer, scheduler, mixed = _fast_model(ns, recipe, device, steps, seed)
 
     def one_epoch():
         with mixed:
             return ns["train_epoch_fast"](model, X_train, y_train, recipe["batch_size"], loss_fn, optimizer,
-                                          scheduler, device=device, flip=recipe["flip"],
-                                          channels_last=True)
+                                          scheduler, device=device, flip=recipe["flip"], channels_last=True)
 
     return _epochs(one_epoch, recipe["num_epochs"], lambda: ns["evaluate"](model, X_test, y_test, device=device))
 
@@ -102,14 +122,16 @@ def time_to(records: list[dict], accuracy: float) -> float | None:
     return next((r["train_seconds"] for r in records if r["test_accuracy"] >= accuracy), None)
 
 
-def profile(ns: dict, device: torch.device, X_train, y_train) -> None:
+def profile(classic: dict, fast: dict, device: torch.device, X_train, y_train) -> None:
     """Print the operations that take the most time in a few training steps of each recipe."""
     from torch import nn
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # the profiler's own log lines would clutter the tables
     for name, make, batch_size, channels_last in [
-        ("classic", ns["ClassicCNN"], CLASSIC["batch_size"], False),
-        ("fast", ns["FastCNN"], ns["FAST_RECIPE"]["batch_size"], True),
+        ("classic", classic["ClassicCNN"], CLASSIC["batch_size"], False),
+        ("fast", lambda: fast["FastCNN"](batch_norm=fast["FAST_RECIPE"]["batch_norm"]),
+         fast["FAST_RECIPE"]["batch_size"], True),
     ]:
         torch.manual_seed(0)
         model = make().to(device)
@@ -131,8 +153,9 @@ def report(result: dict) -> str:
     lines = [
         f"# CNN benchmark on {result['device']}",
         "",
-        f"{result['machine']}, torch {result['torch']}. Training time only;",
-        "each recipe evaluated on all 10,000 test images after every epoch.",
+        f"{result['machine']}, torch {result['torch']}. Training time only, on all 60,000 training images;",
+        "each recipe evaluated on all 10,000 test images after every epoch. The classic recipe is",
+        f"lesson {CLASSIC_LESSON}'s, the course recipe lesson {FAST_LESSON}'s (chosen there on validation data).",
         "",
         "| recipe | epoch | training s | s per epoch | test accuracy |",
         "|---|---|---|---|---|",
@@ -148,12 +171,16 @@ def report(result: dict) -> str:
         "",
         f"- classic recipe's final accuracy: {c['final_accuracy']:.2%} after {c['train_seconds']:.1f} s",
         f"- course recipe's final accuracy: {f['final_accuracy']:.2%} after {f['train_seconds']:.1f} s",
+        f"- time to {TARGET_ACCURACY:.0%}: classic {_s(c['seconds_to_target'])}, course {_s(f['seconds_to_target'])}",
         f"- time to 90%: classic {_s(c['seconds_to_90'])}, course {_s(f['seconds_to_90'])}",
         f"- time to the classic's final accuracy: classic {_s(c['seconds_to_classic_final'])}, "
         f"course {_s(f['seconds_to_classic_final'])}",
         f"- speed-up to the classic's final accuracy: **{_ratio(result['speedup'])}**",
         f"- targets ({target_text(result['device'])}): {'met' if result['targets_met'] else 'NOT met'}",
     ]
+    if result.get("load_before") is not None:
+        lines.append(f"- load average before the run: {result['load_before']:.2f}" + (
+            " (other work shared the cores: the times are inflated)" if result["load_before"] >= 0.5 else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -178,37 +205,127 @@ def _ratio(value):
     return "not reached" if value is None else f"{value:.1f}x"
 
 
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _machine(device: torch.device) -> str:
+    threads = torch.get_num_threads()
+    return f"{platform.machine()}, {threads} thread{'s' if threads > 1 else ''}" + (
+        f", {torch.cuda.get_device_name(0)}" if device.type == "cuda" else "")
+
+
+def select(ns: dict, device: torch.device, seeds=SELECT_SEEDS) -> dict:
+    """Train every candidate recipe of lesson 07 on its training split; validation accuracy per seed."""
+    X_all, y_all = ns["load_tensors"](True)
+    train_idx, val_idx = ns["train_idx"], ns["val_idx"]
+    X_train, y_train = X_all[train_idx].to(device), y_all[train_idx].to(device)
+    X_val, y_val = X_all[val_idx], y_all[val_idx]
+    rows = []
+    for name, recipe in ns["CANDIDATES"].items():
+        runs = []
+        for seed in seeds:
+            print(f"{name}, seed {seed}: {recipe}", flush=True)
+            steps = math.ceil(len(X_train) / recipe["batch_size"])
+            model, loss_fn, optimizer, scheduler, mixed = _fast_model(ns, recipe, device, steps, seed)
+            start = time.perf_counter()
+            for _ in range(recipe["num_epochs"]):
+                with mixed:
+                    ns["train_epoch_fast"](model, X_train, y_train, recipe["batch_size"], loss_fn, optimizer,
+                                           scheduler, device=device, flip=recipe["flip"], channels_last=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            accuracy = ns["evaluate"](model, X_val, y_val, device=device)
+            print(f"  validation accuracy {accuracy:.2%} after {seconds:.1f} s of training", flush=True)
+            runs.append({"seed": seed, "validation_accuracy": round(accuracy, 4), "train_seconds": round(seconds, 1)})
+        rows.append({"candidate": name, "recipe": recipe, "runs": runs,
+                     "mean_validation_accuracy": round(statistics.mean(r["validation_accuracy"] for r in runs), 4)})
+    chosen = [row["candidate"] for row in rows if row["recipe"] == ns["FAST_RECIPE"]]
+    return {"device": str(device), "machine": _machine(device), "torch": torch.__version__,
+            "train_images": len(train_idx), "validation_images": len(val_idx), "seeds": list(seeds),
+            "candidates": rows, "lesson_choice": chosen[0] if chosen else None}
+
+
+def select_report(result: dict) -> str:
+    seeds = result["seeds"]
+    lines = [
+        f"# Choosing lesson {FAST_LESSON}'s recipe on validation data ({result['device']})",
+        "",
+        f"`python -m course bench --select`: {result['machine']}, torch {result['torch']}. Every candidate trained "
+        f"on the lesson's {result['train_images']:,} training images (the split `random_split(range(60_000), "
+        f"[50_000, 10_000], generator=torch.Generator().manual_seed(0))`) from seeds {', '.join(map(str, seeds))}, "
+        f"then measured once on the {result['validation_images']:,} validation images. The test set is not used. "
+        "Each run's training seconds are in the .json file; they compare candidates only when nothing else ran "
+        "on the machine (see the load average below).",
+        "",
+        "| candidate | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
+        "|---|" + "---|" * len(seeds) + "---|",
+    ]
+    for row in result["candidates"]:
+        accuracies = " | ".join(f"{r['validation_accuracy']:.2%}" for r in row["runs"])
+        name = f"**{row['candidate']}**" if row["candidate"] == result["lesson_choice"] else row["candidate"]
+        lines.append(f"| {name} | {accuracies} | {row['mean_validation_accuracy']:.2%} |")
+    best = max(result["candidates"], key=lambda row: row["mean_validation_accuracy"])
+    lines += ["", f"- highest mean validation accuracy: {best['candidate']} "
+                  f"({best['mean_validation_accuracy']:.2%})",
+              f"- the lesson's choice (`FAST_RECIPE`, in bold): {result['lesson_choice'] or 'none of the candidates'}"]
+    if result.get("load_before") is not None:
+        lines.append(f"- load average before the run: {result['load_before']:.2f}")
+    return "\n".join(lines) + "\n"
+
+
+def _write(name: str, result: dict, text: str) -> None:
+    BENCHMARKS.mkdir(exist_ok=True)
+    (BENCHMARKS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (BENCHMARKS / f"{name}.md").write_text(text)
+    print("\n" + text)
+    print(f"wrote benchmarks/{name}.json and benchmarks/{name}.md")
+
+
 def main(args: list[str]) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    ns = lesson_namespace()
-    X_train, y_train = ns["load_tensors"](True)
-    X_test, y_test = ns["load_tensors"](False)
+    fast = lesson_namespace(FAST_LESSON)
+    load_before = _load()
+    if "--select" in args:
+        result = select(fast, device)
+        result["load_before"] = load_before
+        _write(f"select-{device.type}", result, select_report(result))
+        return 0
+    classic = lesson_namespace(CLASSIC_LESSON)
+    X_train, y_train = fast["load_tensors"](True)
+    X_test, y_test = fast["load_tensors"](False)
     if "--profile" in args:
-        profile(ns, device, X_train, y_train)
-    print(f"classic recipe on {device}: DataLoader with ToTensor+Normalize, batch {CLASSIC['batch_size']}, Adam")
-    classic = run_classic(ns, device, X_test, y_test)
-    print(f"course recipe on {device}: {ns['FAST_RECIPE']}")
-    fast = run_fast(ns, device, X_train.to(device), y_train.to(device), X_test, y_test)
-    target = classic[-1]["test_accuracy"]
-    to_target, classic_to_target = time_to(fast, target), time_to(classic, target)
+        profile(classic, fast, device, X_train, y_train)
+    print(f"classic recipe ({CLASSIC_LESSON}) on {device}: DataLoader with ToTensor+Normalize, "
+          f"batch {CLASSIC['batch_size']}, Adam")
+    classic_records = run_classic(classic, fast, device, X_test, y_test)
+    print(f"course recipe ({FAST_LESSON}) on {device}: {fast['FAST_RECIPE']}")
+    fast_records = run_fast(fast, device, X_train.to(device), y_train.to(device), X_test, y_test)
+    target = classic_records[-1]["test_accuracy"]
+    to_target, classic_to_target = time_to(fast_records, target), time_to(classic_records, target)
     result = {
         "device": str(device),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"
-        + (f", {torch.cuda.get_device_name(0)}" if device.type == "cuda" else ""),
+        "machine": _machine(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "classic": {"recipe": CLASSIC, "epochs": classic, "final_accuracy": target,
-                    "train_seconds": classic[-1]["train_seconds"], "seconds_to_90": time_to(classic, 0.90),
+        "load_before": load_before,
+        "classic": {"lesson": CLASSIC_LESSON, "recipe": CLASSIC, "epochs": classic_records, "final_accuracy": target,
+                    "train_seconds": classic_records[-1]["train_seconds"],
+                    "seconds_to_target": time_to(classic_records, TARGET_ACCURACY),
+                    "seconds_to_90": time_to(classic_records, 0.90),
                     "seconds_to_classic_final": classic_to_target},
-        "fast": {"recipe": ns["FAST_RECIPE"], "epochs": fast, "final_accuracy": fast[-1]["test_accuracy"],
-                 "train_seconds": fast[-1]["train_seconds"], "seconds_to_90": time_to(fast, 0.90),
+        "fast": {"lesson": FAST_LESSON, "recipe": fast["FAST_RECIPE"], "epochs": fast_records,
+                 "final_accuracy": fast_records[-1]["test_accuracy"],
+                 "train_seconds": fast_records[-1]["train_seconds"],
+                 "seconds_to_target": time_to(fast_records, TARGET_ACCURACY),
+                 "seconds_to_90": time_to(fast_records, 0.90),
                  "seconds_to_classic_final": to_target},
         "speedup": None if to_target is None else round(classic_to_target / to_target, 2),
     }
     result["targets_met"] = targets_met(result)
-    BENCHMARKS.mkdir(exist_ok=True)
-    (BENCHMARKS / f"cnn-{device.type}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (BENCHMARKS / f"cnn-{device.type}.md").write_text(report(result))
-    print("\n" + report(result))
-    print(f"wrote benchmarks/cnn-{device.type}.json and benchmarks/cnn-{device.type}.md")
+    _write(f"cnn-{device.type}", result, report(result))
     return 0

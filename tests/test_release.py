@@ -13,11 +13,6 @@ from course.lessons import (MAX_MINUTES_BEFORE_PRACTICE, estimated_minutes, read
 from course.paths import NOTEBOOKS, ROOT, lesson_ids, solution_notebook, student_notebook
 
 LESSONS = lesson_ids()
-# Lessons not yet rewritten to issue 13's rules (time estimates by the rule, practice beside teaching).
-# Their checks must fail (strict), so that the marker goes as soon as the lesson follows the rules.
-NOT_YET_REWRITTEN = {"06-cnn-classifier": "issue 13: lesson 06 is being split into 06 and 07-fast-training"}
-REWRITTEN = [pytest.param(lesson, marks=pytest.mark.xfail(strict=True, reason=NOT_YET_REWRITTEN[lesson]))
-             if lesson in NOT_YET_REWRITTEN else lesson for lesson in LESSONS]
 MARKERS = re.compile(r"BEGIN SOLUTION|END SOLUTION|BEGIN HIDDEN TESTS|END HIDDEN TESTS|BEGIN MARK SCHEME")
 SECRET = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
 # Exercise N's cells: "<lesson>-exN-solution", then "<lesson>-exN-tests", or for a predict
@@ -101,7 +96,7 @@ def test_grade_ids_name_the_lesson_and_number_the_exercises_in_order(lesson):
     assert numbers == list(range(1, len(numbers) + 1)), f"{lesson}: exercises numbered {numbers}, not 1, 2, 3, ..."
 
 
-@pytest.mark.parametrize("lesson", REWRITTEN)
+@pytest.mark.parametrize("lesson", LESSONS)
 def test_the_headers_times_follow_the_rule(lesson):
     """The header's minutes are course.lessons.estimated_minutes (the rule is written there)."""
     nb = simulate.instructor(lesson)
@@ -110,7 +105,7 @@ def test_the_headers_times_follow_the_rule(lesson):
         f"{estimated_minutes(nb)}: write the rule's figures into the first cell")
 
 
-@pytest.mark.parametrize("lesson", REWRITTEN)
+@pytest.mark.parametrize("lesson", LESSONS)
 def test_practice_comes_within_minutes_of_reading(lesson):
     late = [(f"cell {index}", round(minutes, 1)) for index, minutes in reading_before_each_exercise(simulate.instructor(lesson))
             if minutes > MAX_MINUTES_BEFORE_PRACTICE]
