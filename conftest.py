@@ -12,11 +12,8 @@ import os
 
 import pytest
 
+from course.cells import is_graded, is_solution
 from course.paths import NOTEBOOKS
-
-
-def _nbgrader(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
 
 
 def pytest_collection_modifyitems(items):
@@ -24,10 +21,9 @@ def pytest_collection_modifyitems(items):
         cell = getattr(item, "cell", None)
         if cell is None or NOTEBOOKS not in item.path.parents:
             continue
-        meta = _nbgrader(cell)
-        if meta.get("solution"):
+        if is_solution(cell):
             item.options["check_exception"] = True  # the stub raises NotImplementedError
-        elif meta.get("grade"):
+        elif is_graded(cell):
             item.add_marker(pytest.mark.xfail(
                 strict=True, reason="a graded test cell must fail while the exercise is unanswered"))
 

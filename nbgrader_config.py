@@ -11,16 +11,18 @@ from pathlib import Path
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 
+from course.settings import CELL_TIMEOUT, COURSE_ID
+
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 
-c.CourseDirectory.course_id = "pytorch-basics"
+c.CourseDirectory.course_id = COURSE_ID
 c.CourseDirectory.root = str(Path(__file__).resolve().parent)
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
 
 # Every cell gets at most this many seconds; a cell that runs longer (an endless
 # loop, say) is interrupted, scores 0, and the cells after it still run.
-c.Execute.timeout = 60
+c.Execute.timeout = CELL_TIMEOUT
 # Minimal tracebacks: a failing hidden test shows its message, never its source line.
 c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--InteractiveShell.xmode=Minimal"]
 

@@ -9,7 +9,7 @@ nbgrader_config.py beside this file.
 
 from pathlib import Path
 
-c = get_config()  # noqa: F821
+c = get_config()  # noqa: F821 (traitlets provides it when it loads this file)
 
 course_root = Path(__file__).resolve().parent.parent
 c.ServerApp.root_dir = str(course_root / "notebooks")

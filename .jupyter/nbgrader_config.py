@@ -7,6 +7,6 @@ settings (timeouts, minimal tracebacks) wherever the server runs.
 
 from pathlib import Path
 
-c = get_config()  # noqa: F821
+c = get_config()  # noqa: F821 (traitlets provides it when it loads this file)
 
-load_subconfig(str(Path(__file__).resolve().parent.parent / "nbgrader_config.py"))  # noqa: F821
+load_subconfig(str(Path(__file__).resolve().parent.parent / "nbgrader_config.py"))  # noqa: F821 (traitlets provides it when it loads this file)

@@ -1,55 +1,124 @@
-"""The course's command line: ``python -m course COMMAND [LESSON ...]``.
+"""The course's command line: ``python -m course COMMAND ...``; ``python -m course COMMAND --help``
+describes each command. The Makefile has a target for each.
 
-    data                 prepare Fashion-MNIST in data/ and verify every data file
-    figures [LESSON ...] draw figures/*.png and embed them in the solution notebooks
-    execute [LESSON ...] run solution notebooks in a fresh kernel and store their outputs
-    release [LESSON ...] regenerate the student versions in notebooks/ from solutions/
-    bench [--profile|--select]
-                         time lesson 06's classic and lesson 07's fast CNN recipe side by side
-    grade LESSON SUBMISSIONS [--course-dir DIR] [--force] [--jobs N | --scheduler ADDRESS] [--timeout S] [--memory GIB]
-                         autograde a class: feedback, grades CSV, class report
-    bench-grading [--students N ...]
-                         time grading: seconds per submission, per lesson and per class size
-    bench-validate [LESSON ...] [--rounds N]
-                         time the Validate button's work on each lesson
-    hub users|start|release|grade|feedback ...
-                         the class on a JupyterHub on this machine (course/hub.py)
-
-Without lesson ids, every lesson under solutions/ is processed. The Makefile has a
-target for each command.
+Commands that take lessons check their ids against solutions/ and, given none, process every
+lesson. Modules are imported only by the command that needs them, so ``--help`` answers at once.
 """
 
+import argparse
 import os
 import sys
 from pathlib import Path
 
 
+def lesson_id(text: str) -> str:
+    """An argparse type: a lesson id that exists under solutions/."""
+    from course.paths import checked_lesson
+
+    try:
+        return checked_lesson(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _data(parser, args) -> int:
+    from course.data import main
+
+    return main()
+
+
+def _figures(parser, args) -> int:
+    from course.figures import main
+
+    return main(lessons=args.lessons)
+
+
+def _execute(parser, args) -> int:
+    from course.lessons import execute
+    from course.paths import lesson_ids
+
+    for lesson in args.lessons or lesson_ids():
+        print(f"{lesson}: executed, outputs stored ({execute(lesson):.1f} s of cell time)")
+    return 0
+
+
+def _release(parser, args) -> int:
+    from course.lessons import release
+    from course.paths import ROOT, lesson_ids
+
+    for lesson in args.lessons or lesson_ids():
+        print(f"{lesson}: student version written to {release(lesson).relative_to(ROOT)}")
+    return 0
+
+
+def _bench(parser, args) -> int:
+    from course.bench import main
+
+    return main(profile=args.profile, select=args.select)
+
+
+def _bench_validate(parser, args) -> int:
+    from course.bench_validate import main
+
+    return main(lessons=args.lessons, rounds=args.rounds)
+
+
+def _module_command(module: str):
+    """The handler of a command whose module defines ``command(parser, args)``."""
+    def run(parser, args) -> int:
+        from importlib import import_module
+
+        return import_module(module).command(parser, args)
+    return run
+
+
+# Commands whose module defines add_arguments(parser, lesson_type) and command(parser, args).
+MODULE_COMMANDS = [
+    ("grade", "course.grading", "autograde a class: feedback, grades CSV, class report"),
+    ("bench-grading", "course.bench_grading", "time grading: seconds per submission, per lesson and per class size"),
+    ("hub", "course.hub", "the class on a JupyterHub on this machine: users, start, release, grade, feedback"),
+]
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; ``chosen``, the command given, gets its module's arguments."""
+    parser = argparse.ArgumentParser(prog="python -m course", description="The PyTorch Basics course's tools.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, handler) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler, parser=sub)
+        return sub
+
+    def lessons(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("lessons", nargs="*", type=lesson_id, metavar="LESSON", help="lesson ids (default: all)")
+
+    command("data", "prepare Fashion-MNIST in data/ and verify every data file", _data)
+    lessons(command("figures", "draw figures/*.png and embed them in the solution notebooks", _figures))
+    lessons(command("execute", "run solution notebooks in a fresh kernel and store their outputs", _execute))
+    lessons(command("release", "regenerate the student versions in notebooks/ from solutions/", _release))
+    bench = command("bench", "time lesson 06's classic and lesson 07's fast CNN recipe side by side", _bench)
+    bench.add_argument("--profile", action="store_true", help="first show where a training step's time goes")
+    bench.add_argument("--select", action="store_true",
+                       help="instead, train lesson 07's candidate recipes and score them on validation data")
+    validate = command("bench-validate", "time the Validate button's work on each lesson", _bench_validate)
+    lessons(validate)
+    validate.add_argument("--rounds", type=int, default=3, help="rounds over the lessons (default: %(default)s)")
+
+    for name, module, help in MODULE_COMMANDS:
+        sub = command(name, help, _module_command(module))
+        if name == chosen:  # only the chosen command's module is imported, for its arguments
+            from importlib import import_module
+
+            import_module(module).add_arguments(sub, lesson_id)
+    return parser
+
+
 def main(argv: list[str]) -> int:
     # The environment's tools by name (nbgrader's gradebook runs `alembic`), as `make` provides them.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    command, lessons = (argv[0], argv[1:]) if argv else ("", [])
-    if command == "data":
-        from course.data import main as run
-    elif command == "figures":
-        from course.figures import main as run
-    elif command == "bench":
-        from course.bench import main as run
-    elif command == "grade":
-        from course.grading import main as run
-    elif command == "hub":
-        from course.hub import main as run
-    elif command == "bench-grading":
-        from course.bench_grading import main as run
-    elif command == "bench-validate":
-        from course.bench_validate import main as run
-    elif command in ("execute", "release"):
-        from course.lessons import main as lessons_main
-
-        return lessons_main([command, *lessons])
-    else:
-        print(__doc__, file=sys.stderr)
-        return 2
-    return run(lessons)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
+    return args.handler(args.parser, args)
 
 
 if __name__ == "__main__":

@@ -125,7 +125,8 @@ def time_to(records: list[dict], accuracy: float) -> float | None:
 def profile(classic: dict, fast: dict, device: torch.device, X_train, y_train) -> None:
     """Print the operations that take the most time in a few training steps of each recipe."""
     from torch import nn
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # the profiler's own log lines would clutter the tables
     for name, make, batch_size, channels_last in [
@@ -286,11 +287,11 @@ def _write(name: str, result: dict, text: str) -> None:
     print(f"wrote benchmarks/{name}.json and benchmarks/{name}.md")
 
 
-def main(args: list[str]) -> int:
+def main(*, profile: bool = False, select: bool = False) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     fast = lesson_namespace(FAST_LESSON)
     load_before = _load()
-    if "--select" in args:
+    if select:
         result = select(fast, device)
         result["load_before"] = load_before
         _write(f"select-{device.type}", result, select_report(result))
@@ -298,7 +299,7 @@ def main(args: list[str]) -> int:
     classic = lesson_namespace(CLASSIC_LESSON)
     X_train, y_train = fast["load_tensors"](True)
     X_test, y_test = fast["load_tensors"](False)
-    if "--profile" in args:
+    if profile:
         profile(classic, fast, device, X_train, y_train)
     print(f"classic recipe ({CLASSIC_LESSON}) on {device}: DataLoader with ToTensor+Normalize, "
           f"batch {CLASSIC['batch_size']}, Adam")

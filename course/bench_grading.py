@@ -5,7 +5,7 @@
     (or: make bench-grading)
 
 Each class is made of identical submissions: the instructor's answers in the student version
-(tests/simulate.py makes them). The same class is graded twice, one after the other, each in
+(``course.cells.submission`` makes them). The same class is graded twice, one after the other, each in
 a fresh course folder:
 
 - nbgrader: ``nbgrader autograde LESSON`` then ``nbgrader generate_feedback LESSON``, the way
@@ -26,25 +26,22 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 
+from course import cells
 from course.grading import CourseFolder, grade
 from course.grading.forkserver import unavailable as no_forking
 from course.grading.sandbox import protections
 from course.lessons import nbgrader
 from course.paths import BENCHMARKS, ROOT, lesson_ids, student_notebook
 
-sys.path.insert(0, str(ROOT / "tests"))  # tests/simulate.py makes the submissions
-import simulate  # noqa: E402  (the tests' module; see issue 15 for moving it into the package)
-
 
 def make_class(lesson: str, students: int, folder: Path) -> Path:
-    answers = simulate.submission(nbformat.read(student_notebook(lesson), as_version=4), lesson)
+    answers = cells.submission(nbformat.read(student_notebook(lesson), as_version=4), lesson)
     for k in range(students):
         path = folder / f"student{k:03d}" / f"{lesson}.ipynb"
         path.parent.mkdir(parents=True)
@@ -93,7 +90,8 @@ def row(run: dict) -> list[str]:
     def cells(side: dict | None) -> list[str]:
         if side is None:
             return ["not run", ""]
-        wrong = "" if side["full_marks"] == run["students"] else f" ({run['students'] - side['full_marks']} NOT full marks)"
+        missing = run["students"] - side["full_marks"]
+        wrong = f" ({missing} NOT full marks)" if missing else ""
         return [f"{side['seconds']:.1f}", f"{side['per_submission']:.2f}{wrong}"]
 
     nb, course = run.get("nbgrader"), run["course"]
@@ -105,17 +103,22 @@ HEADER = ["lesson", "students", "nbgrader s", "nbgrader s/submission", "course s
           "speed-up", "load before"]
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course bench-grading", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lessons", nargs="*", default=None, help="lessons timed one by one (default: all)")
+def add_arguments(parser: argparse.ArgumentParser, lesson_type) -> None:
+    """The `bench-grading` command's options (``lesson_type`` checks a lesson id)."""
+    parser.add_argument("--lessons", nargs="*", type=lesson_type, default=None,
+                        help="lessons timed one by one (default: all)")
     parser.add_argument("--per-lesson", type=int, default=10, help="students per lesson (default: %(default)s)")
-    parser.add_argument("--class-lesson", default="01-tensors", help="the lesson timed at each class size")
+    parser.add_argument("--class-lesson", type=lesson_type, default="01-tensors",
+                        help="the lesson timed at each class size")
     parser.add_argument("--students", type=int, nargs="*", default=[10, 100, 500],
                         help="class sizes (default: 10 100 500)")
     parser.add_argument("--nbgrader-up-to", type=int, default=100,
                         help="largest class nbgrader grades too (default: %(default)s)")
     parser.add_argument("--jobs", type=int, help="students the course grades at once (default: one per CPU core)")
-    args = parser.parse_args(argv)
+
+
+def command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """`python -m course bench-grading`: 1 when a class did not get full marks."""
     plan = [(lesson, args.per_lesson) for lesson in (lesson_ids() if args.lessons is None else args.lessons)]
     plan += [(args.class_lesson, n) for n in args.students if (args.class_lesson, n) not in plan]
     print(" | ".join(HEADER), flush=True)
@@ -127,9 +130,11 @@ def main(argv: list[str]) -> int:
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                "date": time.strftime("%Y-%m-%d"), "protections off": off, "kernels forked": not no_forking()}
     write(machine, runs)
-    print(f"written: {(BENCHMARKS / 'grading.md').relative_to(ROOT)}, {(BENCHMARKS / 'grading.json').relative_to(ROOT)}")
-    return 0 if all(r["course"]["full_marks"] == r["students"] and r.get("nbgrader", {}).get("full_marks", r["students"])
-                    == r["students"] for r in runs) else 1
+    print(f"written: {(BENCHMARKS / 'grading.md').relative_to(ROOT)}, "
+          f"{(BENCHMARKS / 'grading.json').relative_to(ROOT)}")
+    full = all(r["course"]["full_marks"] == r["students"]
+               and r.get("nbgrader", {}).get("full_marks", r["students"]) == r["students"] for r in runs)
+    return 0 if full else 1
 
 
 def write(machine: dict, runs: list[dict]) -> None:
@@ -144,9 +149,9 @@ def write(machine: dict, runs: list[dict]) -> None:
              "one run twice, each time in a fresh course folder: *nbgrader* is `nbgrader autograde` then "
              "`nbgrader generate_feedback` (one student after another, no sandbox); *course* is `python -m course "
              "grade` (one Dask worker per core, each kernel sandboxed), from starting its workers to the last "
-             "student's grades and feedback merged into the course folder. *Seconds per submission*: wall time divided by the "
-             "students. *Speed-up*: nbgrader's seconds per submission over the course's. *Load before*: the "
-             "machine's load average before the class, i.e. what else it was doing.", "",
+             "student's grades and feedback merged into the course folder. *Seconds per submission*: wall time "
+             "divided by the students. *Speed-up*: nbgrader's seconds per submission over the course's. "
+             "*Load before*: the machine's load average before the class, i.e. what else it was doing.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row(r)) + " |" for r in runs]
     (BENCHMARKS / "grading.md").write_text("\n".join(lines) + "\n")

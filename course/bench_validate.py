@@ -35,13 +35,8 @@ def validator():
     return Validator(config=app.config)
 
 
-def main(args: list[str]) -> int:
-    rounds = 3
-    if "--rounds" in args:
-        at = args.index("--rounds")
-        rounds = int(args[at + 1])
-        args = args[:at] + args[at + 2:]
-    lessons = args or lesson_ids()
+def main(*, lessons: list[str], rounds: int = 3) -> int:
+    lessons = lessons or lesson_ids()
     load_before = os.getloadavg()[0]
     seconds = {lesson: [] for lesson in lessons}
     for round_number in range(1, rounds + 1):

@@ -123,7 +123,7 @@ def prepare_fashion_mnist(root: Path | None = None, log=print) -> str:
     return source
 
 
-def main(args=()) -> int:
+def main() -> int:
     try:
         iris = iris_csv()
         print(f"Iris: {iris}")

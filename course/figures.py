@@ -11,17 +11,16 @@ them into notebooks/.
 
 import base64
 import io
-import sys
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no window, the same pixels everywhere
 
-import matplotlib.pyplot as plt  # noqa: E402
-import nbformat  # noqa: E402
-from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 (after matplotlib.use, which must come first)
+import nbformat  # noqa: E402 (after matplotlib.use, which must come first)
+from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402 (after matplotlib.use, which must come first)
 
-from course.paths import FIGURES, lesson_ids, solution_notebook  # noqa: E402
+from course.paths import FIGURES, lesson_ids, solution_notebook  # noqa: E402 (after matplotlib.use, which must come first)
 
 CELL = 1.0  # side of one element's square
 DEPTH_OFFSET = (0.35, 0.3)  # how far each layer of a cube sits behind the one in front
@@ -184,7 +183,7 @@ def embed_in_notebook(path, pngs: dict[str, bytes]) -> list[str]:
     return used
 
 
-def main(lessons: list[str]) -> int:
+def main(*, lessons: list[str]) -> int:
     FIGURES.mkdir(exist_ok=True)
     pngs = {name: png_bytes(name) for name in FIGURES_BY_NAME}
     for name, data in pngs.items():

@@ -34,16 +34,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from course.paths import COURSE_ID, ROOT, lesson_ids, solution_notebook
+from course.paths import ROOT
+from course.settings import COURSE_ID, HUB_ROOT, INSTRUCTORS_GROUP
 
 HUB_FILES = ROOT / "hub"
 PROXY = HUB_FILES / "node_modules" / ".bin" / "configurable-http-proxy"
-DEFAULT_ROOT = f"/srv/{COURSE_ID}"
-INSTRUCTORS = f"{COURSE_ID}-instructors"  # the system group that may read solutions/ and the course folder
+DEFAULT_ROOT = HUB_ROOT
+INSTRUCTORS = INSTRUCTORS_GROUP
 ROLES = ("student", "instructor")
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # a portable system user name; nbgrader forbids + and *
 # What only instructors may read in the repository: the lessons' hidden tests and any local grading.
@@ -305,12 +305,12 @@ def _need_root() -> None:
                        "that user and grade in the sandbox): run them with sudo")
 
 
-def main(argv: list[str]) -> int:
-    from course.grading import add_grading_options, grading_options
+def add_arguments(parser: argparse.ArgumentParser, lesson_type) -> None:
+    """The `hub` command's arguments and subcommands (``lesson_type`` checks a lesson id)."""
+    from course.grading import add_grading_options
 
-    parser = argparse.ArgumentParser(prog="python -m course hub", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", help=f"the hub's folder (default $COURSE_HUB_ROOT, else {DEFAULT_ROOT})")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="hub_command", required=True, metavar="HUB_COMMAND")
     users = commands.add_parser("users", help="create a system user for each new member of a roster CSV")
     users.add_argument("roster", type=Path, help="CSV: id, first_name, last_name, email, role")
     start = commands.add_parser("start", help="run the hub until Ctrl-C")
@@ -319,27 +319,31 @@ def main(argv: list[str]) -> int:
     start.add_argument("--port", type=int, default=8000)
     for name, what in (("release", "release LESSON to the students"), ("feedback", "release LESSON's feedback"),
                        ("grade", "collect and grade LESSON's latest submissions")):
-        commands.add_parser(name, help=what).add_argument("lesson", help="e.g. 01-tensors")
+        commands.add_parser(name, help=what).add_argument("lesson", type=lesson_type, help="e.g. 01-tensors")
     add_grading_options(commands.choices["grade"])
-    args = parser.parse_args(argv)
-    if getattr(args, "lesson", None) and not solution_notebook(args.lesson).is_file():
-        parser.error(f"no lesson {args.lesson!r} in solutions/ (the lessons: {', '.join(lesson_ids())})")
+    parser.set_defaults(grade_parser=commands.choices["grade"])
+
+
+def command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """`python -m course hub ...`; 1 on a hub error, printed."""
+    from course.grading import grading_options
+
     hub = Hub(args.root)
     try:
-        if args.command == "users":
+        if args.hub_command == "users":
             created, changes = hub.add_users(args.roster)
             for change in changes:
                 print(f"hub: {change}")
             print(f"hub: {len(created)} new users (passwords in {hub.passwords}, root only); "
                   f"{len(hub.members())} in the roster {hub.roster}")
-        elif args.command == "start":
+        elif args.hub_command == "start":
             return hub.start(args.ip, args.port)
-        elif args.command == "grade":
-            summary = hub.grade(args.lesson, **grading_options(commands.choices["grade"], args))
+        elif args.hub_command == "grade":
+            summary = hub.grade(args.lesson, **grading_options(args.grade_parser, args))
             print(summary.text())
             return 1 if summary.counts()["not graded"] else 0
         else:
-            print(getattr(hub, args.command)(args.lesson))
+            print(getattr(hub, args.hub_command)(args.lesson))
     except HubError as e:
         print(f"hub: error: {e}", file=sys.stderr)
         return 1

@@ -15,10 +15,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from course.paths import NOTEBOOKS, ROOT, lesson_ids, solution_notebook
-
-# Cell metadata that changes from run to run and means nothing to a reader.
-VOLATILE_CELL_METADATA = ("execution", "collapsed", "scrolled")
+from course.cells import clean_metadata, is_exercise_cell, is_graded, is_solution
+from course.paths import NOTEBOOKS, ROOT, solution_notebook
 
 
 def tool_env() -> dict:
@@ -42,15 +40,6 @@ def nbgrader(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return result
 
 
-def clean_metadata(nb) -> None:
-    """Keep notebook metadata stable so that diffs show content changes only."""
-    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-    nb.metadata.get("language_info", {}).pop("version", None)
-    for cell in nb.cells:
-        for key in VOLATILE_CELL_METADATA:
-            cell.metadata.pop(key, None)
-
-
 def execute(lesson: str, timeout: int = 600) -> float:
     """Run one solution notebook top to bottom in a fresh kernel and store its outputs."""
     path = solution_notebook(lesson)
@@ -59,7 +48,8 @@ def execute(lesson: str, timeout: int = 600) -> float:
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     seconds = sum(
-        (_parse(c.metadata["execution"]["shell.execute_reply"]) - _parse(c.metadata["execution"]["iopub.execute_input"]))
+        _parse(c.metadata["execution"]["shell.execute_reply"])
+        - _parse(c.metadata["execution"]["iopub.execute_input"])
         for c in nb.cells if c.cell_type == "code" and "execution" in c.metadata
     )
     clean_metadata(nb)
@@ -95,14 +85,9 @@ MAX_MINUTES_BEFORE_PRACTICE = 12
 HEADER_TIMES = re.compile(r"\*\*Teaching:\*\* (\d+) min · \*\*Exercises:\*\* (\d+) min")
 
 
-def _is_exercise(cell) -> bool:
-    meta = cell.metadata.get("nbgrader", {})
-    return bool(meta.get("solution") or meta.get("grade"))
-
-
 def reading_minutes(cell) -> float:
     """Minutes a learner spends on a cell that is not part of a graded exercise."""
-    if _is_exercise(cell):
+    if is_exercise_cell(cell):
         return 0.0
     if cell.cell_type == "markdown":
         return len(cell.source.split()) / WORDS_PER_MINUTE
@@ -116,8 +101,7 @@ def _round5(minutes: float) -> int:
 def estimated_minutes(nb) -> tuple[int, int]:
     """(teaching, exercises) minutes of a lesson by the rule above, rounded to 5."""
     teaching = sum(reading_minutes(c) for c in nb.cells)
-    points = sum(c.metadata["nbgrader"].get("points", 0) for c in nb.cells
-                 if c.metadata.get("nbgrader", {}).get("grade"))
+    points = sum(c.metadata["nbgrader"].get("points", 0) for c in nb.cells if is_graded(c))
     return _round5(teaching), _round5(points * MINUTES_PER_POINT)
 
 
@@ -131,26 +115,11 @@ def reading_before_each_exercise(nb) -> list[tuple[int, float]]:
     """(cell index of the exercise's first cell, minutes of reading since the previous exercise)."""
     gaps, minutes, previous = [], 0.0, None
     for index, cell in enumerate(nb.cells):
-        if not _is_exercise(cell):
+        if not is_exercise_cell(cell):
             minutes += reading_minutes(cell)
             continue
-        starts_exercise = cell.metadata["nbgrader"].get("solution") and not (
-            previous is not None and previous.metadata["nbgrader"].get("solution"))
+        starts_exercise = is_solution(cell) and not (previous is not None and is_solution(previous))
         if starts_exercise:
             gaps.append((index, minutes))
         minutes, previous = 0.0, cell
     return gaps
-
-
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("execute", "release"):
-        print(__doc__, file=sys.stderr)
-        return 2
-    lessons = argv[1:] or lesson_ids()
-    for lesson in lessons:
-        if argv[0] == "execute":
-            print(f"{lesson}: executed, outputs stored ({execute(lesson):.1f} s of cell time)")
-        else:
-            print(f"{lesson}: student version written to {release(lesson).relative_to(ROOT)}")
-    return 0
-

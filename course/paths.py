@@ -8,7 +8,6 @@ folder elsewhere (a shared read-only copy on a teaching server, say).
 import os
 from pathlib import Path
 
-COURSE_ID = "pytorch-basics"  # nbgrader's course id (nbgrader_config.py names it too)
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = ROOT / "notebooks"
@@ -24,6 +23,13 @@ def data_dir() -> Path:
 def lesson_ids() -> list[str]:
     """The lessons, in order: one folder per nbgrader assignment under solutions/."""
     return sorted(p.name for p in SOLUTIONS.iterdir() if (p / f"{p.name}.ipynb").is_file())
+
+
+def checked_lesson(lesson: str) -> str:
+    """``lesson`` if it names a lesson under solutions/; else a ValueError that lists the lessons."""
+    if lesson not in lesson_ids():
+        raise ValueError(f"no lesson {lesson!r} in solutions/ (the lessons: {', '.join(lesson_ids())})")
+    return lesson
 
 
 def solution_notebook(lesson: str) -> Path:

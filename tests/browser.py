@@ -15,7 +15,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 def why_no_browser() -> str:
     """'' when the browser and the playwright package are there, else what is missing and how to get it."""
     try:
-        import playwright  # noqa: F401
+        import playwright  # noqa: F401 (imported only to see whether it is installed)
     except ImportError:
         return "the Python package playwright is not installed (it is in requirements.txt: run `make setup`)"
     if not os.access(CHROMIUM, os.X_OK):

@@ -12,69 +12,7 @@ from html.parser import HTMLParser
 
 import nbformat
 
-from course.paths import solution_notebook
-
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
-HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
-
-
-def grade_id(cell) -> str:
-    return cell.metadata.get("nbgrader", {}).get("grade_id", "")
-
-
-def is_solution(cell) -> bool:
-    return bool(cell.metadata.get("nbgrader", {}).get("solution"))
-
-
-def is_test(cell) -> bool:
-    meta = cell.metadata.get("nbgrader", {})
-    return bool(meta.get("grade")) and not meta.get("solution")
-
-
-def instructor(lesson: str):
-    return nbformat.read(solution_notebook(lesson), as_version=4)
-
-
-def regions(lesson: str) -> list[tuple[str, int]]:
-    """Every solution region of a lesson, as (grade id of its cell, index within the cell)."""
-    return [(grade_id(cell), k) for cell in instructor(lesson).cells if is_solution(cell)
-            for k in range(cell.source.count(BEGIN))]
-
-
-def answer(source: str, stubbed: int | None = None) -> str:
-    """The instructor's cell with markers removed; region number ``stubbed`` left as the stub."""
-    lines, region, inside = [], -1, False
-    for line in source.splitlines():
-        if line.strip() == BEGIN:
-            region, inside = region + 1, True
-            if region == stubbed:
-                indent = re.match(r"\s*", line).group()
-                lines += [indent + s for s in STUB]
-        elif line.strip() == END:
-            inside = False
-        elif not (inside and region == stubbed):
-            lines.append(line)
-    return "\n".join(lines)
-
-
-def submission(release_nb, lesson: str, stub: tuple[str, int] | None = None):
-    """The released notebook with every answer filled in, except the region ``stub``."""
-    answers = {grade_id(c): c.source for c in instructor(lesson).cells if is_solution(c)}
-    nb = copy.deepcopy(release_nb)
-    for cell in nb.cells:
-        if is_solution(cell):
-            cell_id = grade_id(cell)
-            cell.source = answer(answers[cell_id], stub[1] if stub and stub[0] == cell_id else None)
-    return nb
-
-
-def hidden_test_lines(lesson: str) -> set[str]:
-    """Lines that only a hidden test has (a line that also stands in visible code may show)."""
-    cells = instructor(lesson).cells
-    public = {line.strip() for c in cells for line in HIDDEN.sub("", c.source).splitlines()}
-    return {line.strip() for c in cells if is_test(c) for block in HIDDEN.findall(c.source)
-            for line in block.splitlines() if len(line.strip()) >= 10 and not line.strip().startswith("#")} - public
+from course.cells import grade_id, hidden_test_lines, is_solution, submission
 
 
 class _Text(HTMLParser):

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-import simulate
 from browser import launch, why_no_browser
+
+from course import cells
 from course.paths import NOTEBOOKS, ROOT
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
@@ -61,8 +61,8 @@ pytestmark = pytest.mark.skipif(bool(_missing), reason=_missing or "")
 
 def solutions() -> dict[str, str]:
     """Solution cell sources of the lesson by grade id, without the BEGIN/END SOLUTION lines."""
-    return {simulate.grade_id(c): simulate.answer(c.source) for c in simulate.instructor(LESSON).cells
-            if simulate.is_solution(c)}
+    return {cells.grade_id(c): cells.answer(c.source) for c in cells.instructor(LESSON).cells
+            if cells.is_solution(c)}
 
 
 def answer_of(answers: dict[str, str], function: str) -> tuple[str, str]:
@@ -72,12 +72,12 @@ def answer_of(answers: dict[str, str], function: str) -> tuple[str, str]:
 
 def first_test_line() -> str:
     """The first line of the lesson's first graded test cell (where Run All stops, unanswered)."""
-    return next(c.source.splitlines()[0] for c in simulate.instructor(LESSON).cells if simulate.is_test(c))
+    return next(c.source.splitlines()[0] for c in cells.instructor(LESSON).cells if cells.is_test(c))
 
 
 def answer_cells_on_disk(path: Path) -> dict[str, str]:
-    return {simulate.grade_id(c): c.source for c in nbformat.read(path, as_version=4).cells
-            if simulate.is_solution(c)}
+    return {cells.grade_id(c): c.source for c in nbformat.read(path, as_version=4).cells
+            if cells.is_solution(c)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -439,4 +439,5 @@ def test_a_student_works_through_lesson_01_in_jupyterlab(lab, page, capsys):
             for path, what in steps.shots:
                 print(f"  {path.relative_to(ROOT)}: {what}")
             print(f"  {lab.log.relative_to(ROOT)}: the JupyterLab server's log")
-            print("  Validate, from the click to its dialog: " + ", ".join(f"{t:.1f} s" for t in steps.validate_seconds))
+            times = ", ".join(f"{t:.1f} s" for t in steps.validate_seconds)
+            print(f"  Validate, from the click to its dialog: {times}")

@@ -8,8 +8,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-import simulate
-from course import figures
+from course import cells, figures
 from course.paths import FIGURES, lesson_ids
 
 NAMES = sorted(figures.FIGURES_BY_NAME)
@@ -35,7 +34,7 @@ def test_every_png_in_figures_has_code():
 
 @pytest.mark.parametrize("lesson", lesson_ids())
 def test_lesson_figures_are_embedded_and_current(lesson):
-    for cell in simulate.instructor(lesson).cells:
+    for cell in cells.instructor(lesson).cells:
         for name in re.findall(r"attachment:([\w-]+)\.png", cell.source):
             assert name in figures.FIGURES_BY_NAME, f"{lesson} shows {name}.png, which no code draws"
             attached = cell.get("attachments", {}).get(f"{name}.png", {}).get("image/png")

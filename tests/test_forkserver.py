@@ -11,7 +11,7 @@ import json
 import nbformat
 import pytest
 
-import simulate
+from course import cells
 from course.grading import CourseFolder, forkserver, lesson_limits, worker
 from course.paths import student_notebook
 
@@ -29,7 +29,8 @@ print(json.dumps({
     "ids": [status[k].split() for k in ("Uid", "Gid", "Groups")],
     "capabilities": [status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapAmb", "NoNewPrivs")],
     "root": sorted(os.listdir("/")), "cwd": os.getcwd(),
-    "environment": sorted(os.environ), "path": sys.path, "user names": sorted(k for k in globals() if not k.startswith("_")),
+    "environment": sorted(os.environ), "path": sys.path,
+    "user names": sorted(k for k in globals() if not k.startswith("_")),
     "xmode": get_ipython().InteractiveTB.mode, "history": get_ipython().history_manager.hist_file,
     "backend": matplotlib.get_backend(), "threads": torch.get_num_threads(), "random": random.random(),
 }))
@@ -41,7 +42,7 @@ def probe(tmp_path, fork: str, monkeypatch) -> dict:
     monkeypatch.setattr(worker, "_server", None)
     course = CourseFolder(tmp_path / f"course-{fork}")
     course.release(LESSON)
-    nb = simulate.submission(nbformat.read(student_notebook(LESSON), as_version=4), LESSON)
+    nb = cells.submission(nbformat.read(student_notebook(LESSON), as_version=4), LESSON)
     nb.cells.insert(0, nbformat.v4.new_code_cell(PROBE))
     job = worker.Job(LESSON, "probe", {f"{LESSON}.ipynb": nbformat.writes(nb).encode()}, course.template(),
                      limits=lesson_limits(LESSON))

@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 import simulate
+from course import cells
 from course.grading import CourseFolder, grade_students
 from course.paths import lesson_ids
 
@@ -26,9 +27,9 @@ def graded(request, tmp_path_factory, engine):
     lesson = request.param
     course = CourseFolder(tmp_path_factory.mktemp(f"course-{lesson}"))
     release_nb = nbformat.read(course.release(lesson), as_version=4)
-    students = {"solution": simulate.submission(release_nb, lesson), "untouched": release_nb}
-    for cell_id, k in simulate.regions(lesson):
-        students[f"stub-{cell_id}-{k}"] = simulate.submission(release_nb, lesson, stub=(cell_id, k))
+    students = {"solution": cells.submission(release_nb, lesson), "untouched": release_nb}
+    for cell_id, k in cells.regions(lesson):
+        students[f"stub-{cell_id}-{k}"] = cells.submission(release_nb, lesson, stub=(cell_id, k))
     for student, nb in students.items():
         course.submit(student, lesson, nb)
     outcomes = grade_students(course, lesson, list(students), engine).outcomes
@@ -62,12 +63,13 @@ def test_every_solution_region_is_guarded(graded):
 
 def test_feedback_shows_visible_tests_but_no_hidden_test(graded):
     lesson, course, _ = graded
-    tests = [c.source for c in simulate.instructor(lesson).cells if simulate.is_test(c)]
-    visible = [line.strip() for t in tests for line in simulate.HIDDEN.sub("", t).splitlines()
+    tests = [c.source for c in cells.instructor(lesson).cells if cells.is_test(c)]
+    visible = [line.strip() for t in tests for line in cells.HIDDEN.sub("", t).splitlines()
                if line.strip().startswith("assert")]
-    assert simulate.hidden_test_lines(lesson) and visible, f"{lesson} needs visible and hidden tests"
+    assert cells.hidden_test_lines(lesson) and visible, f"{lesson} needs visible and hidden tests"
     for student in ("solution", "untouched"):
         page = course.feedback(lesson, student).read_text()
-        assert " ".join(visible[0].split()) in simulate.visible_text(page), "the check cannot see test code in the feedback"
+        assert " ".join(visible[0].split()) in simulate.visible_text(page), \
+            "the check cannot see test code in the feedback"
         shown = simulate.shown_hidden_lines(page, lesson)
         assert not shown, f"{lesson}: feedback for {student} shows hidden test lines: {shown[:3]}"

@@ -19,11 +19,11 @@ import nbformat
 import pytest
 
 import simulate
-from course import grading
+from course import cells, grading
 from course.paths import ROOT, student_notebook
 
 LESSON = simulate.MESSY
-TIMEOUT = 15  # seconds per cell for this test (the course's is 60): the endless loop is stopped then
+TIMEOUT = 15  # seconds per cell for this test (the course's is settings.CELL_TIMEOUT): the endless loop is stopped then
 MEMORY = 1  # GiB per submission for this test (the course's is 4): the memory hog passes it sooner
 # Instructor files the class must leave as they are (the gradebook is checked through the grades).
 INSTRUCTOR = [ROOT / "solutions" / LESSON, ROOT / "notebooks" / LESSON, ROOT / "nbgrader_config.py",
@@ -44,7 +44,8 @@ def grade(submissions: Path, course_dir: Path, engine, *options: str) -> SimpleN
     graded = course_dir / "autograded"
     return SimpleNamespace(summary=summary.text(), csv=table.read_text(), run=summary.run,
                            rows={row["student"]: row for row in csv.DictReader(table.open())},
-                           times={p.parent.parent.name: p.stat().st_mtime_ns for p in graded.glob(f"*/{LESSON}/*.ipynb")})
+                           times={p.parent.parent.name: p.stat().st_mtime_ns
+                                  for p in graded.glob(f"*/{LESSON}/*.ipynb")})
 
 
 def planted(marker: str, course_dir: Path) -> list[str]:
@@ -160,7 +161,7 @@ def test_no_attack_reached_the_grader(runs):
     spy = nbformat.read(runs.course_dir / "autograded" / "eavesdropper" / LESSON / f"{LESSON}.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in spy.cells if c.cell_type == "code" for o in c.outputs)
     assert "output withheld: it quoted a hidden test" in printed, "the eavesdropper printed no test cell's source"
-    quoted = [line for line in simulate.hidden_test_lines(LESSON) if line in printed]
+    quoted = [line for line in cells.hidden_test_lines(LESSON) if line in printed]
     assert not quoted, f"the eavesdropper's graded notebook quotes hidden tests: {quoted[:3]}"
     page = (runs.course_dir / "feedback" / "eavesdropper" / LESSON / f"{LESSON}.html").read_text()
     assert not simulate.shown_hidden_lines(page, LESSON), "the eavesdropper's feedback quotes hidden tests"

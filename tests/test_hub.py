@@ -34,11 +34,13 @@ from pathlib import Path
 import nbformat
 import pytest
 import requests
+from browser import launch, why_no_browser
 
 import simulate
-from browser import launch, why_no_browser
+from course import cells
 from course.hub import PROXY
-from course.paths import COURSE_ID, ROOT, SOLUTIONS
+from course.paths import ROOT, SOLUTIONS
+from course.settings import COURSE_ID
 
 LESSON = "01-tensors"
 COURSE = COURSE_ID
@@ -282,8 +284,8 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub_class, capsys):
         with timer("instructor releases lesson 01"):
             course("hub", "--root", str(root), "release", LESSON)
         release_nb = nbformat.read(root / "course" / "release" / LESSON / f"{LESSON}.ipynb", as_version=4)
-        right = simulate.submission(release_nb, LESSON)
-        partly = simulate.submission(release_nb, LESSON, stub=(simulate.ex(4), 0))
+        right = cells.submission(release_nb, LESSON)
+        partly = cells.submission(release_nb, LESSON, stub=(simulate.ex(4), 0))
 
         # Ana, in Chromium: the hub's login page, the Assignments panel, Validate, Submit.
         with sync_playwright() as p:

@@ -16,6 +16,7 @@ from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from course.paths import ROOT
+from course.settings import HUB_ROOT
 
 HUB = ROOT / "hub"
 
@@ -68,7 +69,7 @@ def test_the_kubernetes_values_parse_and_give_each_member_their_uid_image_and_fo
     custom = values["custom"]
     assert values["singleuser"]["image"]["name"].endswith("/pytorch-basics-student")
     assert custom["instructorImage"].split(":")[0].endswith("/pytorch-basics-instructor")
-    assert values["singleuser"]["extraEnv"]["COURSE_HUB_ROOT"] == "/srv/pytorch-basics"
+    assert values["singleuser"]["extraEnv"]["COURSE_HUB_ROOT"] == HUB_ROOT
 
     def get_config(key):
         node = values

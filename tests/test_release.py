@@ -7,17 +7,17 @@ import re
 import nbformat
 import pytest
 
-import simulate
-from course.lessons import (MAX_MINUTES_BEFORE_PRACTICE, estimated_minutes, reading_before_each_exercise, release,
-                            stated_minutes)
+from course import cells
+from course.lessons import (
+    MAX_MINUTES_BEFORE_PRACTICE,
+    estimated_minutes,
+    reading_before_each_exercise,
+    release,
+    stated_minutes,
+)
 from course.paths import NOTEBOOKS, ROOT, lesson_ids, solution_notebook, student_notebook
 
 LESSONS = lesson_ids()
-MARKERS = re.compile(r"BEGIN SOLUTION|END SOLUTION|BEGIN HIDDEN TESTS|END HIDDEN TESTS|BEGIN MARK SCHEME")
-SECRET = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
-# Exercise N's cells: "<lesson>-exN-solution", then "<lesson>-exN-tests", or for a predict
-# exercise scored item by item one test cell per item, "<lesson>-exN<letter>-tests".
-GRADE_ID = re.compile(r"(?P<lesson>\d\d-[a-z0-9-]+?)-ex(?P<number>\d+)(?P<item>[a-z]?)-(?P<kind>solution|tests)")
 
 
 def test_there_are_lessons_and_each_has_a_student_version():
@@ -37,13 +37,13 @@ def test_student_version_is_what_release_generates(lesson, tmp_path):
 def test_student_version_leaks_no_solution_hidden_test_or_output(lesson):
     student = nbformat.read(student_notebook(lesson), as_version=4)
     text = "\n".join(cell.source for cell in student.cells)
-    assert not MARKERS.search(text), "nbgrader markers in the student version"
+    assert not cells.MARKERS.search(text), "nbgrader markers in the student version"
     for cell in student.cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, f"stored output in {lesson}: {cell.source[:60]!r}"
     source = nbformat.read(solution_notebook(lesson), as_version=4)
-    public = "\n".join(SECRET.sub("", cell.source) for cell in source.cells)
-    secret_lines = {line.strip() for cell in source.cells for _, block in SECRET.findall(cell.source)
+    public = "\n".join(cells.SECRET.sub("", cell.source) for cell in source.cells)
+    secret_lines = {line.strip() for cell in source.cells for _, block in cells.SECRET.findall(cell.source)
                     for line in block.splitlines()}
     public_lines = {line.strip() for line in public.splitlines()}
     student_lines = {line.strip() for line in text.splitlines()}
@@ -53,23 +53,24 @@ def test_student_version_leaks_no_solution_hidden_test_or_output(lesson):
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_lesson_has_the_course_skeleton(lesson):
-    nb = simulate.instructor(lesson)
+    nb = cells.instructor(lesson)
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     for heading in ("Teaching:", "Exercises:", "Questions", "Objectives", "Key points"):
-        assert heading.lower() in markdown.lower(), f"{lesson} lacks '{heading}' (see SYLLABUS.md)"
+        assert heading.lower() in markdown.lower(), \
+            f"{lesson} lacks '{heading}' (see AUTHORING.md, A lesson's skeleton)"
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_graded_exercises_are_well_formed(lesson):
-    nb = simulate.instructor(lesson)
-    tests = [c for c in nb.cells if simulate.is_test(c)]
-    solutions = [c for c in nb.cells if simulate.is_solution(c)]
+    nb = cells.instructor(lesson)
+    tests = [c for c in nb.cells if cells.is_test(c)]
+    solutions = [c for c in nb.cells if cells.is_solution(c)]
     assert 5 <= len(solutions) <= 10, f"{lesson} has {len(solutions)} graded exercises; the syllabus asks for 5 to 10"
-    ids = [simulate.grade_id(c) for c in nb.cells if "nbgrader" in c.metadata]
+    ids = [cells.grade_id(c) for c in nb.cells if "nbgrader" in c.metadata]
     assert len(ids) == len(set(ids)), f"duplicate grade ids in {lesson}"
     for cell in tests:
-        name = simulate.grade_id(cell)
+        name = cells.grade_id(cell)
         meta = cell.metadata["nbgrader"]
         assert meta["locked"] and meta["points"] > 0, f"{name}: test cells are locked and worth points"
         visible, _, hidden = cell.source.partition("### BEGIN HIDDEN TESTS")
@@ -81,25 +82,26 @@ def test_graded_exercises_are_well_formed(lesson):
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_grade_ids_name_the_lesson_and_number_the_exercises_in_order(lesson):
-    nb = simulate.instructor(lesson)
+    nb = cells.instructor(lesson)
     numbers = []
     for cell in (c for c in nb.cells if "nbgrader" in c.metadata):
-        name = simulate.grade_id(cell)
-        match = GRADE_ID.fullmatch(name)
+        name = cells.grade_id(cell)
+        match = cells.GRADE_ID.fullmatch(name)
         assert match and match["lesson"] == lesson, f"{name!r} is not of the form {lesson}-exN-solution|tests"
-        assert (match["kind"] == "solution") == simulate.is_solution(cell), f"{name}: the kind does not match the cell"
+        assert (match["kind"] == "solution") == cells.is_solution(cell), f"{name}: the kind does not match the cell"
         assert not (match["item"] and match["kind"] == "solution"), f"{name}: items are test cells"
         if match["kind"] == "solution":
             numbers.append(int(match["number"]))
         else:
-            assert numbers and int(match["number"]) == numbers[-1], f"{name} does not follow its exercise's solution cell"
+            assert numbers and int(match["number"]) == numbers[-1], \
+                f"{name} does not follow its exercise's solution cell"
     assert numbers == list(range(1, len(numbers) + 1)), f"{lesson}: exercises numbered {numbers}, not 1, 2, 3, ..."
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_the_headers_times_follow_the_rule(lesson):
     """The header's minutes are course.lessons.estimated_minutes (the rule is written there)."""
-    nb = simulate.instructor(lesson)
+    nb = cells.instructor(lesson)
     assert stated_minutes(nb) == estimated_minutes(nb), (
         f"{lesson}: the header says (teaching, exercises) = {stated_minutes(nb)} min, the rule gives "
         f"{estimated_minutes(nb)}: write the rule's figures into the first cell")
@@ -107,8 +109,8 @@ def test_the_headers_times_follow_the_rule(lesson):
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_practice_comes_within_minutes_of_reading(lesson):
-    late = [(f"cell {index}", round(minutes, 1)) for index, minutes in reading_before_each_exercise(simulate.instructor(lesson))
-            if minutes > MAX_MINUTES_BEFORE_PRACTICE]
+    reading = reading_before_each_exercise(cells.instructor(lesson))
+    late = [(f"cell {index}", round(minutes, 1)) for index, minutes in reading if minutes > MAX_MINUTES_BEFORE_PRACTICE]
     assert not late, (f"{lesson}: exercises after more than {MAX_MINUTES_BEFORE_PRACTICE} min of reading "
                       f"(cell, minutes): {late}; put an exercise right after the section that teaches its skill")
 
@@ -117,5 +119,5 @@ def test_the_readme_lists_every_lesson_with_its_headers_times():
     rows = re.findall(r"^\| \d\d \| \[.*?\]\(notebooks/([^/]+)/.*\| (\d+) min \| (\d+) min \|$",
                       (ROOT / "README.md").read_text(), re.M)
     listed = {lesson: (int(teaching), int(exercises)) for lesson, teaching, exercises in rows}
-    headers = {lesson: stated_minutes(simulate.instructor(lesson)) for lesson in LESSONS}
+    headers = {lesson: stated_minutes(cells.instructor(lesson)) for lesson in LESSONS}
     assert listed == headers, "README's lesson table differs from the lessons' headers (teaching, exercises minutes)"

@@ -32,7 +32,7 @@ from course.grading.sandbox import Limits, describe_protections
 from course.grading.worker import Job, Outcome
 from course.paths import ROOT, solution_notebook
 
-__all__ = ["CourseFolder", "Result", "Limits", "grade", "grade_students", "main"]
+__all__ = ["CourseFolder", "Result", "Limits", "grade", "grade_students", "add_arguments", "command"]
 
 
 def lesson_limits(lesson: str, memory_gib: float | None = None) -> Limits:
@@ -70,7 +70,8 @@ class Run:
 
 
 def grade_students(course: CourseFolder, lesson: str, students: list[str], engine=None, *,
-                   scheduler: str | None = None, workers: int | None = None, cell_timeout: int | None = None, limits: Limits | None = None, progress: bool = False) -> Run:
+                   scheduler: str | None = None, workers: int | None = None, cell_timeout: int | None = None,
+                   limits: Limits | None = None, progress: bool = False) -> Run:
     """Grade students whose submissions are in the course's submitted/ folder; merge the results."""
     from course.grading.engine import Engine
 
@@ -150,8 +151,9 @@ class Summary:
         return "\n".join(lines)
 
 
-def grade(lesson: str, submissions: Path | None, course_dir: Path = ROOT, *, force: bool = False, jobs: int | None = None,
-          scheduler: str | None = None, cell_timeout: int | None = None, memory_gib: float | None = None,
+def grade(lesson: str, submissions: Path | None, course_dir: Path = ROOT, *, force: bool = False,
+          jobs: int | None = None, scheduler: str | None = None, cell_timeout: int | None = None,
+          memory_gib: float | None = None,
           engine=None, progress: bool = True) -> Summary:
     """Collect, autograde, write feedback, grades CSV and class report: the `grade` command.
 
@@ -210,22 +212,23 @@ def add_grading_options(parser: argparse.ArgumentParser) -> None:
 
 def grading_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """add_grading_options' values, checked, as keyword arguments of grade()."""
-    if not solution_notebook(args.lesson).is_file():
-        parser.error(f"no lesson {args.lesson!r} in solutions/")
     if args.jobs and args.scheduler:
         parser.error("--jobs is for the local cluster; a cluster's size is its own (--scheduler)")
     return dict(force=args.force, jobs=args.jobs, scheduler=args.scheduler, cell_timeout=args.timeout,
                 memory_gib=args.memory)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course grade", description=__doc__.split("\n\n")[0])
-    parser.add_argument("lesson", help="the lesson (nbgrader assignment), e.g. 01-tensors")
+def add_arguments(parser: argparse.ArgumentParser, lesson_type) -> None:
+    """The `grade` command's arguments (``lesson_type`` checks a lesson id)."""
+    parser.add_argument("lesson", type=lesson_type, help="the lesson (nbgrader assignment), e.g. 01-tensors")
     parser.add_argument("submissions", type=Path, help="a folder of per-student folders, or an LMS zip or folder")
     parser.add_argument("--course-dir", type=Path, default=ROOT,
                         help="the nbgrader course folder for gradebook, feedback and grades (default: %(default)s)")
     add_grading_options(parser)
-    args = parser.parse_args(argv)
+
+
+def command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """`python -m course grade`: grade, print the summary; 1 when a student could not be graded."""
     if not args.submissions.exists():
         parser.error(f"{args.submissions} does not exist")
     summary = grade(args.lesson, args.submissions, args.course_dir, **grading_options(parser, args))

@@ -14,9 +14,9 @@ from pathlib import Path
 import nbformat
 
 from course.lessons import nbgrader
+from course.settings import LMS_FILE_NAME
 
 # LMS exports name each file <student>_<anything>.ipynb (zip_collect matches the whole path).
-LMS_NAMES = r".*/(?P<student_id>[^/_]+)_(?P<file_id>[^/]+)$"
 
 
 def collect(lesson: str, submissions: Path, course_root: Path, write_config) -> list[str]:
@@ -55,7 +55,7 @@ def zip_collect(lesson: str, export: Path, scratch: Path, write_config) -> Path:
     for path in [export] if export.is_file() else sorted(export.iterdir()):
         if path.is_file():
             shutil.copyfile(path, archive / path.name)
-    nbgrader("zip_collect", lesson, "--force", f"--FileNameCollectorPlugin.named_regexp={LMS_NAMES}", cwd=scratch)
+    nbgrader("zip_collect", lesson, "--force", f"--FileNameCollectorPlugin.named_regexp={LMS_FILE_NAME}", cwd=scratch)
     (scratch / "submitted").mkdir(exist_ok=True)
     return scratch / "submitted"
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from jupyter_client.provisioning import LocalProvisioner
 
-from course.grading.sandbox import SANDBOX_UID, enter_limits, ended, protections
+from course.grading.sandbox import SANDBOX_UID, ended, enter_limits, protections
 
 PRELOAD = ("numpy", "pandas", "matplotlib.pyplot", "torch", "torchvision", "ipykernel.kernelapp", "ipykernel.ipkernel",
            "course")  # not matplotlib_inline's backend: it hooks into the kernel's shell when first imported
@@ -194,7 +194,8 @@ def _keeper(spec_file: str, argv: list[str], path: list[str]) -> int:
     ready_read, ready_write = os.pipe()
     hold_read, hold_write = os.pipe()  # the placeholder lives while this is open
     placeholder = subprocess.Popen(
-        spec["bwrap"] + ["--info-fd", str(info_write), "--"] + spec["setpriv"] + ["/bin/sh", "-c", "echo ready; exec cat"],
+        spec["bwrap"] + ["--info-fd", str(info_write), "--"] + spec["setpriv"]
+        + ["/bin/sh", "-c", "echo ready; exec cat"],
         pass_fds=(info_write,), stdin=hold_read, stdout=ready_write, stderr=log, env=spec["env"])
     for fd in (info_write, ready_write, hold_read):
         os.close(fd)

@@ -16,10 +16,11 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 
+from course.cells import grade_id, instructor, is_graded
 from course.grading.worker import Outcome
 from course.lessons import nbgrader
-from course.paths import COURSE_ID, ROOT, SOLUTIONS, solution_notebook
-
+from course.paths import ROOT, SOLUTIONS
+from course.settings import COURSE_ID
 
 # Files that nbgrader's exchange adds to a submission: when it was made, and the secret that names its feedback.
 SUBMISSION_RECORDS = ("timestamp.txt", "submission_secret.txt")
@@ -41,8 +42,8 @@ def write_config(root: Path) -> None:
     """An nbgrader_config.py for a course folder: the course's settings, this folder as root."""
     (root / "nbgrader_config.py").write_text(
         "# Written by course.grading: the course's settings, with this folder as the course root.\n"
-        "c = get_config()  # noqa: F821\n"
-        f"load_subconfig({str(ROOT / 'nbgrader_config.py')!r})  # noqa: F821\n"
+        "c = get_config()  # noqa: F821 (traitlets provides it)\n"
+        f"load_subconfig({str(ROOT / 'nbgrader_config.py')!r})  # noqa: F821 (traitlets provides it)\n"
         f"c.CourseDirectory.root = {str(root)!r}\n"
         f"c.CourseDirectory.source_directory = {str(SOLUTIONS)!r}\n"
         "c.CourseDirectory.release_directory = 'release'\n")
@@ -111,8 +112,7 @@ class CourseFolder:
         """The lesson's graded cells and their points, in notebook order."""
         with Gradebook(self.db_url, course_id=COURSE_ID) as gb:
             cells = gb.find_notebook(lesson, lesson).grade_cells
-            order = [c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(solution_notebook(lesson), 4).cells
-                     if c.metadata.get("nbgrader", {}).get("grade")]
+            order = [grade_id(c) for c in instructor(lesson).cells if is_graded(c)]
             return {c.name: c.max_score for c in sorted(cells, key=lambda c: order.index(c.name))}
 
     def merge(self, lesson: str, outcome: Outcome) -> str:

@@ -12,9 +12,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 (after matplotlib.use, which must come first)
+import pandas as pd  # noqa: E402 (after matplotlib.use, which must come first)
+from matplotlib.ticker import MaxNLocator  # noqa: E402 (after matplotlib.use, which must come first)
 
 
 def grades_table(results: dict, points: dict[str, float]) -> pd.DataFrame:
@@ -38,7 +38,9 @@ def exercise_name(cell: str, lesson: str) -> str:
 
 def markdown_table(frame: pd.DataFrame) -> list[str]:
     """A DataFrame as markdown table lines (numbers with at most two decimals)."""
-    cell = lambda v: f"{v:.2f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)  # noqa: E731
+    def cell(v):
+        return f"{v:.2f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
+
     return ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns),
             *("| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False))]
 
@@ -53,7 +55,8 @@ def class_report(table: pd.DataFrame, lesson: str, points: dict[str, float], out
         "exercise": names,
         "points": list(points.values()),
         "mean score": [graded[cell].mean() if len(graded) else float("nan") for cell in points],
-        "full marks (%)": [round(100 * (graded[cell] >= p).mean()) if len(graded) else "" for cell, p in points.items()],
+        "full marks (%)": [round(100 * (graded[cell] >= p).mean()) if len(graded) else ""
+                           for cell, p in points.items()],
         "failed (%)": [round(100 * (graded[cell] == 0).mean()) if len(graded) else "" for cell in points],
     }).sort_values(["failed (%)", "exercise"], ascending=[False, True])
 

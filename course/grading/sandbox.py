@@ -183,7 +183,8 @@ class Sandbox:
                 (cgroup / "memory.swap.max").write_text("0") if (cgroup / "memory.swap.max").exists() else None
             if (cgroup / "pids.max").exists():
                 (cgroup / "pids.max").write_text(str(self.limits.processes))
-        spec = {"command": self._wrapper(), "bwrap": self._bwrap(), "setpriv": self._setpriv(), "env": self.env, "cwd": str(self.workdir), "cgroups": [str(c) for c in self.cgroups],
+        spec = {"command": self._wrapper(), "bwrap": self._bwrap(), "setpriv": self._setpriv(), "env": self.env,
+                "cwd": str(self.workdir), "cgroups": [str(c) for c in self.cgroups],
                 "limits": asdict(self.limits), "verdict": str(self.verdict_file), "log": str(self.log_file)}
         self.spec_file.write_text(json.dumps(spec))
         self.verdict_file.unlink(missing_ok=True)

@@ -36,10 +36,11 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from course.cells import grade_id, hidden_lines
 from course.grading import forkserver
 from course.grading.sandbox import SANDBOX_UID, Limits, Sandbox, protections
-from course.paths import COURSE_ID, ROOT, data_dir
-
+from course.paths import ROOT, data_dir
+from course.settings import COURSE_ID
 
 
 class NotTheStudentsFault(Exception):
@@ -124,7 +125,8 @@ def _grade(job: Job, scratch: Path) -> Outcome:
         config.Execute.timeout = job.cell_timeout
     config.Execute.kernel_name = "python3"  # never the kernel a submission's metadata names
     config.Autograde.autograde_preprocessors = [
-        q for p in _autograde_preprocessors() for q in ((ContainedExecute, WithholdHiddenTests) if p is Execute else (p,))]
+        q for p in _autograde_preprocessors()
+        for q in ((ContainedExecute, WithholdHiddenTests) if p is Execute else (p,))]
     api = NbGraderAPI(CourseDirectory(config=config), config=config)
     _current.clear()
     _current.update(scratch=scratch, limits=job.limits, threads=job.threads, died="", died_in="", start_error="")
@@ -287,13 +289,14 @@ class ContainedExecute(Execute):
         self._ran_a_cell = True
         if _current["died"]:
             if cell.cell_type == "code":
-                cell.outputs = [_error("NotRun", f"not run: the kernel stopped in an earlier cell ({_current['died']})")]
+                reason = f"not run: the kernel stopped in an earlier cell ({_current['died']})"
+                cell.outputs = [_error("NotRun", reason)]
             return cell, resources
         try:
             return super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
             _current["died"] = self.sandbox.verdict() or "the kernel died (os._exit, a crash or a signal)"
-            _current["died_in"] = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index + 1}"
+            _current["died_in"] = grade_id(cell) or f"cell {index + 1}"
             cell.outputs.append(_error("KernelDied", f"the kernel stopped while running this cell: {_current['died']}"))
             return cell, resources
 
@@ -307,17 +310,13 @@ class WithholdHiddenTests(NbGraderPreprocessor):
     """
 
     def preprocess(self, nb, resources):
-        public = {line.strip() for cell in nb.cells for line in HIDDEN_TESTS.sub("", cell.source).splitlines()}
-        hidden = {line.strip() for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("grade")
-                  for block in HIDDEN_TESTS.findall(cell.source) for line in block.splitlines()
-                  if len(line.strip()) >= 8} - public | {"BEGIN HIDDEN TESTS", "END HIDDEN TESTS"}
+        hidden = hidden_lines(nb.cells, 8) | {"BEGIN HIDDEN TESTS", "END HIDDEN TESTS"}
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs = [_withheld(o) if _quotes(o, hidden) else o for o in cell.outputs]
         return nb, resources
 
 
-HIDDEN_TESTS = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 ANSI_CODE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 WITHHELD = "[output withheld: it quoted a hidden test]"
 

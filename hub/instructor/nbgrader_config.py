@@ -4,8 +4,8 @@ loads the course's settings), the class's exchange."""
 import os
 from pathlib import Path
 
-c = get_config()  # noqa: F821
+c = get_config()  # noqa: F821 (traitlets provides it when it loads this file)
 
 hub = Path(os.environ["COURSE_HUB_ROOT"])
-load_subconfig(str(hub / "course" / "nbgrader_config.py"))  # noqa: F821
+load_subconfig(str(hub / "course" / "nbgrader_config.py"))  # noqa: F821 (traitlets provides it when it loads this file)
 c.Exchange.root = str(hub / "exchange")

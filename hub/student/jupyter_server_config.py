@@ -7,9 +7,9 @@ chooses the folder (the student's home).
 
 from pathlib import Path
 
-c = get_config()  # noqa: F821
+c = get_config()  # noqa: F821 (traitlets provides it when it loads this file)
 
-load_subconfig(str(Path(__file__).resolve().parents[2] / ".jupyter" / "jupyter_server_config.py"))  # noqa: F821
+load_subconfig(str(Path(__file__).resolve().parents[2] / ".jupyter" / "jupyter_server_config.py"))  # noqa: F821 (traitlets provides it when it loads this file)
 for setting in ("root_dir", "open_browser"):
     c.ServerApp.pop(setting, None)
 c.ServerApp.jpserver_extensions["nbgrader.server_extensions.assignment_list"] = True
