@@ -8,17 +8,17 @@ lesson. Modules are imported only by the command that needs them, so ``--help`` 
 import argparse
 import os
 import sys
+from importlib import import_module
 from pathlib import Path
 
 
 def lesson_id(text: str) -> str:
     """An argparse type: a lesson id that exists under solutions/."""
-    from course.paths import checked_lesson
+    from course.paths import lesson_ids
 
-    try:
-        return checked_lesson(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    if text not in lesson_ids():
+        raise argparse.ArgumentTypeError(f"no lesson {text!r} in solutions/ (the lessons: {', '.join(lesson_ids())})")
+    return text
 
 
 def _data(parser, args) -> int:
@@ -54,7 +54,7 @@ def _release(parser, args) -> int:
 def _bench(parser, args) -> int:
     from course.bench import main
 
-    return main(profile=args.profile, select=args.select)
+    return main(with_profile=args.profile, selection=args.select)
 
 
 def _bench_validate(parser, args) -> int:
@@ -66,8 +66,6 @@ def _bench_validate(parser, args) -> int:
 def _module_command(module: str):
     """The handler of a command whose module defines ``command(parser, args)``."""
     def run(parser, args) -> int:
-        from importlib import import_module
-
         return import_module(module).command(parser, args)
     return run
 
@@ -108,8 +106,6 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     for name, module, help in MODULE_COMMANDS:
         sub = command(name, help, _module_command(module))
         if name == chosen:  # only the chosen command's module is imported, for its arguments
-            from importlib import import_module
-
             import_module(module).add_arguments(sub, lesson_id)
     return parser
 

@@ -23,7 +23,6 @@ accuracy, and whether the device's targets (``TARGETS``) were met.
 It writes benchmarks/select-<device>.json and .md.
 """
 
-import json
 import math
 import os
 import platform
@@ -34,7 +33,7 @@ import nbformat
 import torch
 
 from course.data import fashion_mnist_root
-from course.paths import BENCHMARKS, solution_notebook
+from course.paths import load_average, solution_notebook, write_benchmark
 
 CLASSIC_LESSON = "06-cnn-classifier"  # ClassicCNN and train_epoch
 FAST_LESSON = "07-fast-training"      # the fast recipe, load_tensors, evaluate, the validation split
@@ -63,8 +62,7 @@ def run_classic(classic: dict, fast: dict, device: torch.device, X_test, y_test,
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    mean, std = classic.get("MEAN", fast["MEAN"]), classic.get("STD", fast["STD"])
-    to_tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
+    to_tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize((classic["MEAN"],), (classic["STD"],))])
     train_set = datasets.FashionMNIST(fashion_mnist_root(), train=True, download=False, transform=to_tensor)
     torch.manual_seed(seed)
     loader = DataLoader(train_set, batch_size=CLASSIC["batch_size"], shuffle=True, num_workers=0)
@@ -206,13 +204,6 @@ def _ratio(value):
     return "not reached" if value is None else f"{value:.1f}x"
 
 
-def _load() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
 def _machine(device: torch.device) -> str:
     threads = torch.get_num_threads()
     return f"{platform.machine()}, {threads} thread{'s' if threads > 1 else ''}" + (
@@ -279,27 +270,19 @@ def select_report(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(name: str, result: dict, text: str) -> None:
-    BENCHMARKS.mkdir(exist_ok=True)
-    (BENCHMARKS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (BENCHMARKS / f"{name}.md").write_text(text)
-    print("\n" + text)
-    print(f"wrote benchmarks/{name}.json and benchmarks/{name}.md")
-
-
-def main(*, profile: bool = False, select: bool = False) -> int:
+def main(*, with_profile: bool = False, selection: bool = False) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     fast = lesson_namespace(FAST_LESSON)
-    load_before = _load()
-    if select:
+    load_before = load_average()
+    if selection:
         result = select(fast, device)
         result["load_before"] = load_before
-        _write(f"select-{device.type}", result, select_report(result))
+        write_benchmark(f"select-{device.type}", result, select_report(result))
         return 0
     classic = lesson_namespace(CLASSIC_LESSON)
     X_train, y_train = fast["load_tensors"](True)
     X_test, y_test = fast["load_tensors"](False)
-    if profile:
+    if with_profile:
         profile(classic, fast, device, X_train, y_train)
     print(f"classic recipe ({CLASSIC_LESSON}) on {device}: DataLoader with ToTensor+Normalize, "
           f"batch {CLASSIC['batch_size']}, Adam")
@@ -328,5 +311,5 @@ def main(*, profile: bool = False, select: bool = False) -> int:
         "speedup": None if to_target is None else round(classic_to_target / to_target, 2),
     }
     result["targets_met"] = targets_met(result)
-    _write(f"cnn-{device.type}", result, report(result))
+    write_benchmark(f"cnn-{device.type}", result, report(result))
     return 0

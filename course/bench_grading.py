@@ -23,7 +23,6 @@ benchmarks/grading.json and benchmarks/grading.md.
 """
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -37,7 +36,7 @@ from course.grading import CourseFolder, grade
 from course.grading.forkserver import unavailable as no_forking
 from course.grading.sandbox import protections
 from course.lessons import nbgrader
-from course.paths import BENCHMARKS, ROOT, lesson_ids, student_notebook
+from course.paths import lesson_ids, student_notebook, write_benchmark
 
 
 def make_class(lesson: str, students: int, folder: Path) -> Path:
@@ -130,8 +129,6 @@ def command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                "date": time.strftime("%Y-%m-%d"), "protections off": off, "kernels forked": not no_forking()}
     write(machine, runs)
-    print(f"written: {(BENCHMARKS / 'grading.md').relative_to(ROOT)}, "
-          f"{(BENCHMARKS / 'grading.json').relative_to(ROOT)}")
     full = all(r["course"]["full_marks"] == r["students"]
                and r.get("nbgrader", {}).get("full_marks", r["students"]) == r["students"] for r in runs)
     return 0 if full else 1
@@ -139,8 +136,6 @@ def command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 def write(machine: dict, runs: list[dict]) -> None:
     """benchmarks/grading.json and a markdown table of it, benchmarks/grading.md."""
-    BENCHMARKS.mkdir(exist_ok=True)
-    (BENCHMARKS / "grading.json").write_text(json.dumps({"machine": machine, "runs": runs}, indent=1) + "\n")
     lines = ["# Grading benchmark (`python -m course bench-grading`)", "",
              f"{machine['date']}, {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}. "
              f"Sandbox protections off: {', '.join(machine['protections off']) or 'none'}; kernels forked from a "
@@ -154,4 +149,4 @@ def write(machine: dict, runs: list[dict]) -> None:
              "*Load before*: the machine's load average before the class, i.e. what else it was doing.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row(r)) + " |" for r in runs]
-    (BENCHMARKS / "grading.md").write_text("\n".join(lines) + "\n")
+    write_benchmark("grading", {"machine": machine, "runs": runs}, "\n".join(lines) + "\n")

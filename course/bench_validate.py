@@ -11,23 +11,21 @@ that for one lesson). The lessons take turns, ``--rounds`` times (3 by default),
 moment of the machine spreads over them. Writes benchmarks/validate.md and .json.
 """
 
-import json
 import os
 import platform
 import statistics
 import time
 
-from course.paths import BENCHMARKS, ROOT, lesson_ids, solution_notebook
+from course.paths import ROOT, lesson_ids, load_average, solution_notebook, write_benchmark
 
 LIMIT_SECONDS = 15.0  # issue 13: at most 15 s for any lesson on the 2-core machine
 
 
 def validator():
+    """A Validator with the settings the server extension loads: the Jupyter config path (see main)."""
+    from jupyter_core.paths import jupyter_config_path
     from nbgrader.apps import NbGrader
     from nbgrader.validator import Validator
-
-    os.environ["JUPYTER_CONFIG_DIR"] = str(ROOT / ".jupyter")
-    from jupyter_core.paths import jupyter_config_path
 
     app = NbGrader()
     app.config_file_paths.append(jupyter_config_path())  # as the server extension loads its settings
@@ -37,7 +35,8 @@ def validator():
 
 def main(*, lessons: list[str], rounds: int = 3) -> int:
     lessons = lessons or lesson_ids()
-    load_before = os.getloadavg()[0]
+    os.environ["JUPYTER_CONFIG_DIR"] = str(ROOT / ".jupyter")  # the course's settings, as `make lab` has them
+    load_before = load_average()
     seconds = {lesson: [] for lesson in lessons}
     for round_number in range(1, rounds + 1):
         for lesson in lessons:
@@ -50,7 +49,7 @@ def main(*, lessons: list[str], rounds: int = 3) -> int:
     rows = [{"lesson": lesson, "seconds": s, "median": statistics.median(s), "max": max(s)}
             for lesson, s in seconds.items()]
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "rounds": rounds,
-              "load_before": round(load_before, 2), "limit_seconds": LIMIT_SECONDS, "lessons": rows}
+              "load_before": load_before, "limit_seconds": LIMIT_SECONDS, "lessons": rows}
     lines = ["# Validate, lesson by lesson", "",
              f"`python -m course bench-validate`: nbgrader's Validator as the Validate button runs it, on each "
              f"solution notebook, {rounds} rounds; {result['machine']}; load average before the run "
@@ -60,8 +59,5 @@ def main(*, lessons: list[str], rounds: int = 3) -> int:
               for r in rows]
     over = [r["lesson"] for r in rows if r["median"] > LIMIT_SECONDS]
     lines += ["", f"- lessons whose median is over {LIMIT_SECONDS:.0f} s: {', '.join(over) or 'none'}"]
-    BENCHMARKS.mkdir(exist_ok=True)
-    (BENCHMARKS / "validate.json").write_text(json.dumps(result, indent=2) + "\n")
-    (BENCHMARKS / "validate.md").write_text("\n".join(lines) + "\n")
-    print("\n" + "\n".join(lines) + "\nwrote benchmarks/validate.json and benchmarks/validate.md")
+    write_benchmark("validate", result, "\n".join(lines) + "\n")
     return 0

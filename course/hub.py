@@ -42,8 +42,6 @@ from course.settings import COURSE_ID, HUB_ROOT, INSTRUCTORS_GROUP
 
 HUB_FILES = ROOT / "hub"
 PROXY = HUB_FILES / "node_modules" / ".bin" / "configurable-http-proxy"
-DEFAULT_ROOT = HUB_ROOT
-INSTRUCTORS = INSTRUCTORS_GROUP
 ROLES = ("student", "instructor")
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # a portable system user name; nbgrader forbids + and *
 # What only instructors may read in the repository: the lessons' hidden tests and any local grading.
@@ -102,7 +100,7 @@ def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 class Hub:
     def __init__(self, root: Path | str | None = None):
-        self.root = Path(root or os.environ.get("COURSE_HUB_ROOT") or DEFAULT_ROOT).resolve()
+        self.root = Path(root or os.environ.get("COURSE_HUB_ROOT") or HUB_ROOT).resolve()
         self.state, self.exchange, self.course = self.root / "state", self.root / "exchange", self.root / "course"
         self.roster, self.passwords = self.root / "roster.csv", self.state / "passwords.csv"
 
@@ -146,7 +144,7 @@ class Hub:
         members = read_roster(roster)
         self.root.mkdir(parents=True, exist_ok=True)
         self.state.mkdir(mode=0o700, exist_ok=True)
-        _run(["groupadd", "--force", INSTRUCTORS])
+        _run(["groupadd", "--force", INSTRUCTORS_GROUP])
         created = []
         for member in members:
             try:
@@ -159,7 +157,7 @@ class Hub:
                 created.append((member.id, password))
             os.chmod(pwd.getpwnam(member.id).pw_dir, 0o700)  # useradd's default (0755) lets others read it
             if member.role == "instructor":
-                _run(["usermod", "--append", "--groups", INSTRUCTORS, member.id])
+                _run(["usermod", "--append", "--groups", INSTRUCTORS_GROUP, member.id])
         shutil.copyfile(roster, self.roster)
         os.chmod(self.roster, 0o600)
         known = dict(_read_passwords(self.passwords))
@@ -180,7 +178,7 @@ class Hub:
             if not mode & 0o001:
                 os.chmod(folder, mode | 0o001)
                 changes.append(f"let every user pass through {folder} (o+x)")
-        gid = grp.getgrnam(INSTRUCTORS).gr_gid
+        gid = grp.getgrnam(INSTRUCTORS_GROUP).gr_gid
         for name in INSTRUCTOR_ONLY:
             changes += _restrict(ROOT / name, gid)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -252,7 +250,8 @@ class Hub:
         """Generate the student version in the course folder and release it to the exchange."""
         log = self.nbgrader("generate_assignment", lesson, "--force") + self.nbgrader(
             "release_assignment", lesson, "--force")
-        os.chown(self.exchange / COURSE_ID / "inbound", -1, grp.getgrnam(INSTRUCTORS).gr_gid)  # see course/exchange.py
+        # see course/exchange.py
+        os.chown(self.exchange / COURSE_ID / "inbound", -1, grp.getgrnam(INSTRUCTORS_GROUP).gr_gid)
         return log
 
     def grade(self, lesson: str, **options):
@@ -262,7 +261,7 @@ class Hub:
         _need_root()
         self.nbgrader("collect", lesson, "--update")
         summary = grade(lesson, None, self.course, **options)
-        _chown_tree(self.course, pwd.getpwnam(self.instructor().id).pw_uid, grp.getgrnam(INSTRUCTORS).gr_gid)
+        _chown_tree(self.course, pwd.getpwnam(self.instructor().id).pw_uid, grp.getgrnam(INSTRUCTORS_GROUP).gr_gid)
         return summary
 
     def feedback(self, lesson: str) -> str:
@@ -284,7 +283,7 @@ def _restrict(path: Path, gid: int) -> list[str]:
         if not item.is_symlink():
             os.chown(item, -1, gid)
             os.chmod(item, item.stat().st_mode & ~0o007)
-    return [f"made {path} readable by the group {INSTRUCTORS} only"]
+    return [f"made {path} readable by the group {INSTRUCTORS_GROUP} only"]
 
 
 def _chown_tree(path: Path, uid: int, gid: int) -> None:
@@ -309,7 +308,7 @@ def add_arguments(parser: argparse.ArgumentParser, lesson_type) -> None:
     """The `hub` command's arguments and subcommands (``lesson_type`` checks a lesson id)."""
     from course.grading import add_grading_options
 
-    parser.add_argument("--root", help=f"the hub's folder (default $COURSE_HUB_ROOT, else {DEFAULT_ROOT})")
+    parser.add_argument("--root", help=f"the hub's folder (default $COURSE_HUB_ROOT, else {HUB_ROOT})")
     commands = parser.add_subparsers(dest="hub_command", required=True, metavar="HUB_COMMAND")
     users = commands.add_parser("users", help="create a system user for each new member of a roster CSV")
     users.add_argument("roster", type=Path, help="CSV: id, first_name, last_name, email, role")

@@ -5,6 +5,7 @@ repository root is the folder above this file. ``$COURSE_DATA`` moves the data
 folder elsewhere (a shared read-only copy on a teaching server, say).
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -25,16 +26,26 @@ def lesson_ids() -> list[str]:
     return sorted(p.name for p in SOLUTIONS.iterdir() if (p / f"{p.name}.ipynb").is_file())
 
 
-def checked_lesson(lesson: str) -> str:
-    """``lesson`` if it names a lesson under solutions/; else a ValueError that lists the lessons."""
-    if lesson not in lesson_ids():
-        raise ValueError(f"no lesson {lesson!r} in solutions/ (the lessons: {', '.join(lesson_ids())})")
-    return lesson
-
-
 def solution_notebook(lesson: str) -> Path:
     return SOLUTIONS / lesson / f"{lesson}.ipynb"
 
 
 def student_notebook(lesson: str) -> Path:
     return NOTEBOOKS / lesson / f"{lesson}.ipynb"
+
+
+def write_benchmark(name: str, result: dict, markdown: str) -> None:
+    """benchmarks/<name>.json (the figures) and benchmarks/<name>.md (their report); print the report."""
+    BENCHMARKS.mkdir(exist_ok=True)
+    (BENCHMARKS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (BENCHMARKS / f"{name}.md").write_text(markdown)
+    print("\n" + markdown)
+    print(f"wrote benchmarks/{name}.json and benchmarks/{name}.md")
+
+
+def load_average() -> float | None:
+    """The machine's load average over the last minute (what else it was doing), where the system tells it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
