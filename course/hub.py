@@ -34,6 +34,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,19 +233,26 @@ class Hub:
         print(f"hub: stopped{f'; ended {left} processes the users had left running' if left else ''}", flush=True)
         return 0 if ended else code
 
-    def stop_leftovers(self) -> int:
-        """Kill what the roster's users still run (a process left behind in a terminal, say); how many."""
-        left = 0
-        for member in self.members():
-            uid = pwd.getpwnam(member.id).pw_uid
-            pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == uid]
+    def stop_leftovers(self, wait: float = 10.0) -> int:
+        """Kill what the roster's users still run (a process left behind in a terminal, say); how many.
+
+        Killing is not being gone: a killed process exits when it is next scheduled, and one of them may
+        have forked in between. So list, kill and list again until no process of theirs is left (at most
+        ``wait`` seconds)."""
+        uids = {pwd.getpwnam(member.id).pw_uid for member in self.members()}
+        killed, deadline = set(), time.monotonic() + wait
+        while time.monotonic() < deadline:
+            pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) in uids]
+            if not pids:
+                break
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
-                    left += 1
+                    killed.add(pid)
                 except ProcessLookupError:
                     pass
-        return left
+            time.sleep(0.1)
+        return len(killed)
 
     def release(self, lesson: str) -> str:
         """Generate the student version in the course folder and release it to the exchange."""
