@@ -21,56 +21,50 @@ def lesson_id(text: str) -> str:
     return text
 
 
-def _data(parser, args) -> int:
+def _data() -> int:
     from course.data import main
 
     return main()
 
 
-def _figures(parser, args) -> int:
+def _figures(*, lessons: list[str]) -> int:
     from course.figures import main
 
-    return main(lessons=args.lessons)
+    return main(lessons=lessons)
 
 
-def _execute(parser, args) -> int:
+def _execute(*, lessons: list[str]) -> int:
     from course.lessons import execute
     from course.paths import lesson_ids
 
-    for lesson in args.lessons or lesson_ids():
+    for lesson in lessons or lesson_ids():
         print(f"{lesson}: executed, outputs stored ({execute(lesson):.1f} s of cell time)")
     return 0
 
 
-def _release(parser, args) -> int:
+def _release(*, lessons: list[str]) -> int:
     from course.lessons import release
     from course.paths import ROOT, lesson_ids
 
-    for lesson in args.lessons or lesson_ids():
+    for lesson in lessons or lesson_ids():
         print(f"{lesson}: student version written to {release(lesson).relative_to(ROOT)}")
     return 0
 
 
-def _bench(parser, args) -> int:
+def _bench(*, profile: bool, select: bool) -> int:
     from course.bench import main
 
-    return main(with_profile=args.profile, selection=args.select)
+    return main(with_profile=profile, selection=select)
 
 
-def _bench_validate(parser, args) -> int:
+def _bench_validate(*, lessons: list[str], rounds: int) -> int:
     from course.bench_validate import main
 
-    return main(lessons=args.lessons, rounds=args.rounds)
+    return main(lessons=lessons, rounds=rounds)
 
 
-def _module_command(module: str):
-    """The handler of a command whose module defines ``command(parser, args)``."""
-    def run(parser, args) -> int:
-        return import_module(module).command(parser, args)
-    return run
-
-
-# Commands whose module defines add_arguments(parser, lesson_type) and command(parser, args).
+# Commands with a module of their own: it defines add_arguments(parser, lesson_type), which declares
+# the arguments and sets the parser's default ``handler``, a keyword-only function of them.
 MODULE_COMMANDS = [
     ("grade", "course.grading", "autograde a class: feedback, grades CSV, class report"),
     ("bench-grading", "course.bench_grading", "time grading: seconds per submission, per lesson and per class size"),
@@ -83,9 +77,9 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course", description="The PyTorch Basics course's tools.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str, handler) -> argparse.ArgumentParser:
+    def command(name: str, help: str, handler=None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
-        sub.set_defaults(handler=handler, parser=sub)
+        sub.set_defaults(handler=handler)
         return sub
 
     def lessons(sub: argparse.ArgumentParser) -> None:
@@ -104,7 +98,7 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     validate.add_argument("--rounds", type=int, default=3, help="rounds over the lessons (default: %(default)s)")
 
     for name, module, help in MODULE_COMMANDS:
-        sub = command(name, help, _module_command(module))
+        sub = command(name, help)
         if name == chosen:  # only the chosen command's module is imported, for its arguments
             import_module(module).add_arguments(sub, lesson_id)
     return parser
@@ -113,8 +107,9 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     # The environment's tools by name (nbgrader's gradebook runs `alembic`), as `make` provides them.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    args = build_parser(argv[0] if argv else None).parse_args(argv)
-    return args.handler(args.parser, args)
+    options = vars(build_parser(argv[0] if argv else None).parse_args(argv))
+    del options["command"]
+    return options.pop("handler")(**options)
 
 
 if __name__ == "__main__":

@@ -114,16 +114,18 @@ def add_arguments(parser: argparse.ArgumentParser, lesson_type) -> None:
     parser.add_argument("--nbgrader-up-to", type=int, default=100,
                         help="largest class nbgrader grades too (default: %(default)s)")
     parser.add_argument("--jobs", type=int, help="students the course grades at once (default: one per CPU core)")
+    parser.set_defaults(handler=command)
 
 
-def command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def command(*, lessons: list[str] | None, per_lesson: int, class_lesson: str, students: list[int],
+            nbgrader_up_to: int, jobs: int | None) -> int:
     """`python -m course bench-grading`: 1 when a class did not get full marks."""
-    plan = [(lesson, args.per_lesson) for lesson in (lesson_ids() if args.lessons is None else args.lessons)]
-    plan += [(args.class_lesson, n) for n in args.students if (args.class_lesson, n) not in plan]
+    plan = [(lesson, per_lesson) for lesson in (lesson_ids() if lessons is None else lessons)]
+    plan += [(class_lesson, n) for n in students if (class_lesson, n) not in plan]
     print(" | ".join(HEADER), flush=True)
     runs = []
-    for lesson, students in plan:
-        runs.append(bench(lesson, students, args.jobs, students <= args.nbgrader_up_to))
+    for lesson, size in plan:
+        runs.append(bench(lesson, size, jobs, size <= nbgrader_up_to))
         print(" | ".join(row(runs[-1])), flush=True)
     off = [name for name, why in protections().items() if why]
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),

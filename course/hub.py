@@ -25,6 +25,7 @@ hub/jupyterhub_config.py; each role's Jupyter settings are hub/student/ and hub/
 
 import argparse
 import csv
+import functools
 import grp
 import os
 import pwd
@@ -39,14 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course.paths import ROOT
-from course.settings import COURSE_ID, HUB_ROOT, INSTRUCTORS_GROUP
+from course.settings import COURSE_ID, HUB_ROOT, INSTRUCTOR_ONLY, INSTRUCTORS_GROUP
 
 HUB_FILES = ROOT / "hub"
 PROXY = HUB_FILES / "node_modules" / ".bin" / "configurable-http-proxy"
 ROLES = ("student", "instructor")
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # a portable system user name; nbgrader forbids + and *
-# What only instructors may read in the repository: the lessons' hidden tests and any local grading.
-INSTRUCTOR_ONLY = ("solutions", "gradebook.db", "release", "submitted", "autograded", "feedback", "grades")
 
 
 class HubError(Exception):
@@ -328,30 +327,52 @@ def add_arguments(parser: argparse.ArgumentParser, lesson_type) -> None:
                        ("grade", "collect and grade LESSON's latest submissions")):
         commands.add_parser(name, help=what).add_argument("lesson", type=lesson_type, help="e.g. 01-tensors")
     add_grading_options(commands.choices["grade"])
-    parser.set_defaults(grade_parser=commands.choices["grade"])
+    for name, handler in (("users", users_command), ("start", start_command), ("release", release_command),
+                          ("feedback", feedback_command), ("grade", grade_command)):
+        commands.choices[name].set_defaults(handler=_reporting_hub_errors(handler))
 
 
-def command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """`python -m course hub ...`; 1 on a hub error, printed."""
-    from course.grading import grading_options
+def _reporting_hub_errors(handler):
+    """``handler`` with the hub's folder given as a Hub, and a HubError printed as the reason for exit 1."""
+    @functools.wraps(handler)
+    def run(*, root: str | None, hub_command: str, **options) -> int:
+        try:
+            return handler(hub=Hub(root), **options)
+        except HubError as e:
+            print(f"hub {hub_command}: error: {e}", file=sys.stderr)
+            return 1
+    return run
 
-    hub = Hub(args.root)
-    try:
-        if args.hub_command == "users":
-            created, changes = hub.add_users(args.roster)
-            for change in changes:
-                print(f"hub: {change}")
-            print(f"hub: {len(created)} new users (passwords in {hub.passwords}, root only); "
-                  f"{len(hub.members())} in the roster {hub.roster}")
-        elif args.hub_command == "start":
-            return hub.start(args.ip, args.port)
-        elif args.hub_command == "grade":
-            summary = hub.grade(args.lesson, **grading_options(args.grade_parser, args))
-            print(summary.text())
-            return 1 if summary.counts()["not graded"] else 0
-        else:
-            print(getattr(hub, args.hub_command)(args.lesson))
-    except HubError as e:
-        print(f"hub: error: {e}", file=sys.stderr)
-        return 1
+
+def users_command(*, hub: Hub, roster: Path) -> int:
+    """`hub users ROSTER`: the new members' system users, and the class's folders and modes."""
+    created, changes = hub.add_users(roster)
+    for change in changes:
+        print(f"hub: {change}")
+    print(f"hub: {len(created)} new users (passwords in {hub.passwords}, root only); "
+          f"{len(hub.members())} in the roster {hub.roster}")
     return 0
+
+
+def start_command(*, hub: Hub, ip: str, port: int) -> int:
+    """`hub start`: the hub until Ctrl-C or SIGTERM."""
+    return hub.start(ip, port)
+
+
+def release_command(*, hub: Hub, lesson: str) -> int:
+    """`hub release LESSON`."""
+    print(hub.release(lesson))
+    return 0
+
+
+def feedback_command(*, hub: Hub, lesson: str) -> int:
+    """`hub feedback LESSON`."""
+    print(hub.feedback(lesson))
+    return 0
+
+
+def grade_command(*, hub: Hub, lesson: str, **grading_options) -> int:
+    """`hub grade LESSON [grading options]`: 1 when a student could not be graded."""
+    summary = hub.grade(lesson, **grading_options)
+    print(summary.text())
+    return 1 if summary.counts()["not graded"] else 0

@@ -10,3 +10,6 @@ HUB_ROOT = f"/srv/{COURSE_ID}"  # where `python -m course hub` keeps the class (
 INSTRUCTORS_GROUP = f"{COURSE_ID}-instructors"  # the system group that may read solutions/ and the course folder
 # An LMS export names each file <student id>_<anything>: nbgrader's zip_collect reads the student from it.
 LMS_FILE_NAME = r".*/(?P<student_id>[^/_]+)_(?P<file_id>[^/]+)$"
+# What of the repository only instructors may read: the hidden tests and every trace of grading. The
+# hub makes these readable by INSTRUCTORS_GROUP only; a graded kernel's sandbox does not contain them.
+INSTRUCTOR_ONLY = ("solutions", "gradebook.db", "release", "submitted", "autograded", "feedback", "grades")

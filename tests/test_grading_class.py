@@ -21,12 +21,14 @@ import pytest
 import simulate
 from course import cells, grading
 from course.paths import ROOT, student_notebook
+from course.settings import INSTRUCTOR_ONLY
 
 LESSON = simulate.MESSY
 TIMEOUT = 15  # seconds per cell for this test (the course's is settings.CELL_TIMEOUT): the endless loop is stopped then
 MEMORY = 1  # GiB per submission for this test (the course's is 4): the memory hog passes it sooner
-# Instructor files the class must leave as they are (the gradebook is checked through the grades).
-INSTRUCTOR = [ROOT / "solutions" / LESSON, ROOT / "notebooks" / LESSON, ROOT / "nbgrader_config.py",
+# Files the class must leave as they are: what only instructors may read, the student version, the
+# configuration and the data (the course folder's gradebook is checked through the grades).
+INSTRUCTOR = [*(ROOT / name for name in INSTRUCTOR_ONLY), ROOT / "notebooks" / LESSON, ROOT / "nbgrader_config.py",
               ROOT / "data" / "iris.csv", ROOT / ".jupyter" / "nbgrader_config.py"]
 ZIPPED = ("full", "partial")  # sent again as an LMS export, named <student>_<file>.ipynb
 

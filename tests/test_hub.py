@@ -40,7 +40,7 @@ import simulate
 from course import cells
 from course.hub import PROXY
 from course.paths import ROOT, SOLUTIONS
-from course.settings import COURSE_ID
+from course.settings import COURSE_ID, INSTRUCTOR_ONLY
 
 LESSON = "01-tensors"
 COURSE = COURSE_ID
@@ -396,17 +396,19 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub_class, capsys):
         inbound = root / "exchange" / COURSE / "inbound"
         ana_submission = next(inbound.glob(f"{ana}+{LESSON}+*"))
         ana_feedback = next((root / "exchange" / COURSE / "feedback").iterdir())
+        instructor_only = [ROOT / name for name in INSTRUCTOR_ONLY if (ROOT / name).exists()]
         probe = f"""
 import os
 for path in {[str(inbound), str(inbound.parent / 'feedback'), str(root / 'course'), pwd.getpwnam(ana).pw_dir,
-              str(SOLUTIONS)]!r}:
+              *(str(p) for p in instructor_only if p.is_dir())]!r}:
     try:
         os.listdir(path); print("listed", path)
     except PermissionError:
         pass
 for path in {[str(ana_submission / f'{LESSON}.ipynb'), str(ana_submission / 'submission_secret.txt'),
               pwd.getpwnam(ana).pw_dir + '/{LESSON}/{LESSON}.ipynb', str(root / 'course' / 'gradebook.db'),
-              str(SOLUTIONS / LESSON / f'{LESSON}.ipynb'), str(root / 'state' / 'passwords.csv')]!r}:
+              str(SOLUTIONS / LESSON / f'{LESSON}.ipynb'), str(root / 'state' / 'passwords.csv'),
+              *(str(p) for p in instructor_only if p.is_file())]!r}:
     try:
         open(path).close(); print("read", path)
     except (PermissionError, FileNotFoundError):

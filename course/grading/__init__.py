@@ -201,36 +201,39 @@ def grade(lesson: str, submissions: Path | None, course_dir: Path = ROOT, *, for
 
 
 def add_grading_options(parser: argparse.ArgumentParser) -> None:
-    """The options of every command that grades (here, and `python -m course hub grade`)."""
+    """The options of every command that grades (here, and `python -m course hub grade`), named as grade() names
+    them."""
     parser.add_argument("--force", action="store_true", help="regrade every student, changed or not")
-    parser.add_argument("--jobs", type=int, help="students graded at once on this machine (default: one per CPU core)")
-    parser.add_argument("--scheduler", help="grade on a running Dask cluster: its scheduler's address, "
-                                            "e.g. tcp://10.0.0.5:8786 (default: a local cluster for this run)")
-    parser.add_argument("--timeout", type=int, help="seconds per cell (default: nbgrader_config.py's)")
-    parser.add_argument("--memory", type=float, help="GiB of memory per submission (default: the lesson's, else 4)")
+    where = parser.add_mutually_exclusive_group()  # a cluster given with --scheduler has its own size
+    where.add_argument("--jobs", type=int, help="students graded at once on this machine (default: one per CPU core)")
+    where.add_argument("--scheduler", help="grade on a running Dask cluster: its scheduler's address, "
+                                           "e.g. tls://10.0.0.5:8786 (default: a local cluster for this run)")
+    parser.add_argument("--timeout", type=int, dest="cell_timeout",
+                        help="seconds per cell (default: nbgrader_config.py's)")
+    parser.add_argument("--memory", type=float, dest="memory_gib",
+                        help="GiB of memory per submission (default: the lesson's, else 4)")
 
 
-def grading_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
-    """add_grading_options' values, checked, as keyword arguments of grade()."""
-    if args.jobs and args.scheduler:
-        parser.error("--jobs is for the local cluster; a cluster's size is its own (--scheduler)")
-    return dict(force=args.force, jobs=args.jobs, scheduler=args.scheduler, cell_timeout=args.timeout,
-                memory_gib=args.memory)
+def existing_path(text: str) -> Path:
+    """An argparse type: a path that exists."""
+    if not Path(text).exists():
+        raise argparse.ArgumentTypeError(f"{text} does not exist")
+    return Path(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser, lesson_type) -> None:
     """The `grade` command's arguments (``lesson_type`` checks a lesson id)."""
     parser.add_argument("lesson", type=lesson_type, help="the lesson (nbgrader assignment), e.g. 01-tensors")
-    parser.add_argument("submissions", type=Path, help="a folder of per-student folders, or an LMS zip or folder")
+    parser.add_argument("submissions", type=existing_path,
+                        help="a folder of per-student folders, or an LMS zip or folder")
     parser.add_argument("--course-dir", type=Path, default=ROOT,
                         help="the nbgrader course folder for gradebook, feedback and grades (default: %(default)s)")
     add_grading_options(parser)
+    parser.set_defaults(handler=command)
 
 
-def command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def command(*, lesson: str, submissions: Path, course_dir: Path, **options) -> int:
     """`python -m course grade`: grade, print the summary; 1 when a student could not be graded."""
-    if not args.submissions.exists():
-        parser.error(f"{args.submissions} does not exist")
-    summary = grade(args.lesson, args.submissions, args.course_dir, **grading_options(parser, args))
+    summary = grade(lesson, submissions, course_dir, **options)
     print(summary.text())
     return 1 if summary.counts()["not graded"] else 0
