@@ -264,10 +264,14 @@ class Hub:
     def grade(self, lesson: str, **options):
         """Collect each student's latest submission (as the instructor) and grade the new ones, sandboxed."""
         from course.grading import grade
+        from course.grading.engine import ClusterUnreachable
 
         _need_root()
         self.nbgrader("collect", lesson, "--update")
-        summary = grade(lesson, None, self.course, **options)
+        try:
+            summary = grade(lesson, None, self.course, **options)
+        except ClusterUnreachable as error:
+            raise HubError(str(error)) from error
         _chown_tree(self.course, pwd.getpwnam(self.instructor().id).pw_uid, grp.getgrnam(INSTRUCTORS_GROUP).gr_gid)
         return summary
 

@@ -99,6 +99,32 @@ def test_the_kubernetes_values_parse_and_give_each_member_their_uid_image_and_fo
         assert (spawner.image == custom["instructorImage"]) == instructor
         assert any(m["mountPath"].endswith("/course") for m in spawner.volume_mounts) == instructor
         assert (getattr(spawner, "supplemental_gids", []) == [custom["instructorsGid"]]) == instructor
+        assert (spawner.environment.get("DASK_GATEWAY__AUTH__TYPE") == "jupyterhub") == instructor
+
+
+def test_the_dask_gateway_values_give_instructors_alone_clusters_of_the_instructor_image():
+    from dask_gateway_server.models import User
+    from dask_gateway_server.options import Options
+
+    hub = yaml.safe_load((HUB / "kubernetes" / "values.yaml").read_text())
+    gateway = yaml.safe_load((HUB / "kubernetes" / "dask-gateway-values.yaml").read_text())["gateway"]
+    backend = gateway["backend"]
+    assert f"{backend['image']['name']}:{backend['image']['tag']}" == hub["custom"]["instructorImage"]
+    assert backend["worker"]["threads"] == 1, "a worker grades one student at a time"
+    assert gateway["auth"]["type"] == "jupyterhub" and "dask-gateway" in hub["hub"]["services"]
+    # The hub's route to the gateway and the instructors' proxy address name the same release.
+    environment = hub["custom"]["gatewayEnvironment"]
+    release = re.search(r"traefik-(\w+)-dask-gateway", hub["hub"]["services"]["dask-gateway"]["url"]).group(1)
+    assert f"traefik-{release}-dask-gateway" in environment["DASK_GATEWAY__PROXY_ADDRESS"]
+    assert environment["DASK_GATEWAY__ADDRESS"].endswith("/services/dask-gateway")
+    c = Config()
+    for name, code in sorted(gateway["extraConfig"].items()):
+        exec(compile(code, name, "exec"), {"c": c})
+    options = c.Backend.cluster_options
+    assert isinstance(options, Options)
+    assert options.get_configuration({}, User("ada", admin=True)) == {}
+    with pytest.raises(PermissionError, match="ben may not start a cluster"):
+        options.get_configuration({}, User("ben"))
 
 
 @pytest.mark.parametrize("path", ["student", "instructor"])

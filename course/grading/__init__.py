@@ -19,6 +19,7 @@ The data flows through one file per step:
 import argparse
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +235,12 @@ def add_arguments(parser: argparse.ArgumentParser, lesson_type) -> None:
 
 def command(*, lesson: str, submissions: Path, course_dir: Path, **options) -> int:
     """`python -m course grade`: grade, print the summary; 1 when a student could not be graded."""
-    summary = grade(lesson, submissions, course_dir, **options)
+    from course.grading.engine import ClusterUnreachable
+
+    try:
+        summary = grade(lesson, submissions, course_dir, **options)
+    except ClusterUnreachable as error:
+        print(f"grade: error: {error}", file=sys.stderr)
+        return 1
     print(summary.text())
     return 1 if summary.counts()["not graded"] else 0

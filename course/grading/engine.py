@@ -4,11 +4,13 @@ By default ``Engine()`` starts a Dask ``LocalCluster`` on 127.0.0.1 (one worker 
 core, one job at a time each) and stops it afterwards. Other users of the machine (students on
 the class's hub) must not run code in its workers, which run as the grader: it speaks TLS with a
 certificate made for this run and kept in memory, so only this process's client gets in, and
-its HTTP servers serve nothing. ``Engine(scheduler="tcp://host:8786")``
+its HTTP servers serve nothing. ``Engine(scheduler="tls://host:8786")``
 sends the same jobs to a running Dask cluster instead: ``dask scheduler`` and ``dask worker``
-by hand, dask-jobqueue on Slurm, Dask Gateway or dask-kubernetes on a hub. Its workers need
-the course's environment and data (the same image), not the course folder: a job carries
-its submission and the lesson's gradebook as data and returns its results as data.
+by hand, dask-jobqueue on Slurm, dask-kubernetes; and a Dask Gateway cluster by the address it
+gives (``gateway://proxy:port/name``), with the gateway's address and credentials from Dask's
+configuration, as a DaskHub sets them. Its workers need the course's environment and data (the
+same image), not the course folder: a job carries its submission and the lesson's gradebook as
+data and returns its results as data.
 
 Every worker imports nbgrader once, before its first job. A job that fails for a reason that is
 not the student's (``NotTheStudentsFault``) is retried; a worker that is lost takes no grade
@@ -25,18 +27,30 @@ from course.grading.worker import Job, NotTheStudentsFault, Outcome, grade_job, 
 RETRIES = 2  # more tries of a job that failed through no fault of the student
 
 
+class ClusterUnreachable(Exception):
+    """The cluster given with --scheduler cannot be used; the message says what to check."""
+
+
 class Engine:
     def __init__(self, scheduler: str | None = None, workers: int | None = None):
         self.scheduler, self.workers = scheduler, workers
-        self.cluster = self.client = None
+        self.cluster = self.client = self.gateway_cluster = None
 
     def __enter__(self) -> "Engine":
         import dask
         from distributed import Client, LocalCluster
         from distributed.security import Security
 
-        if self.scheduler:
-            self.client = Client(self.scheduler, timeout=30)
+        if self.scheduler and self.scheduler.startswith("gateway://"):
+            self.gateway_cluster = gateway_cluster(self.scheduler)
+            self.client = self.gateway_cluster.get_client(set_as_default=False)
+        elif self.scheduler:
+            try:
+                self.client = Client(self.scheduler, timeout=30)
+            except (OSError, TypeError) as error:  # TypeError: tls:// without certificates
+                raise ClusterUnreachable(f"no Dask scheduler answered at {self.scheduler} ({error}): is it running, "
+                                         "and is this the address it printed, with its protocol (tls:// or "
+                                         "tcp://) and, for TLS, its certificates in Dask's configuration?") from error
         else:
             # Dask's nannies write variables for their workers (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_,
             # PYTHONHASHSEED) into this process's own environment, where every later child inherits them:
@@ -63,6 +77,8 @@ class Engine:
         self.client.close()
         if self.cluster:
             self.cluster.close()
+        if self.gateway_cluster:
+            close_gateway(self.gateway_cluster)  # the cluster keeps running: it is not ours to stop
 
     @property
     def size(self) -> int:
@@ -78,7 +94,7 @@ class Engine:
                                       retries=RETRIES, pure=False): job for job in jobs}
         with tqdm(total=len(jobs), desc=f"grading {jobs[0].lesson}" if jobs else "grading", unit="student",
                   file=sys.stderr, disable=not progress or not jobs, dynamic_ncols=True) as bar:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=self.client.loop):
                 job = futures[future]
                 try:
                     outcome = future.result()
@@ -88,6 +104,36 @@ class Engine:
                     outcome = not_graded(job, f"{type(error).__name__}: {error}")
                 bar.update(1)
                 yield outcome
+
+
+def gateway_cluster(address: str):
+    """The running Dask Gateway cluster whose scheduler address (``GatewayCluster.scheduler_address``)
+    is ``gateway://proxy:port/name``. The gateway's own address and credentials come from Dask's
+    configuration: ``gateway.address`` and ``gateway.auth`` (a DaskHub sets both for every user)."""
+    import dask
+    from dask_gateway import Gateway
+
+    if not dask.config.get("gateway.address", None):
+        raise ClusterUnreachable(f"to grade on the Dask Gateway cluster {address}, give the gateway's address in "
+                                 "Dask's configuration: DASK_GATEWAY__ADDRESS=https://... (a DaskHub sets it, "
+                                 "and the credentials: DASK_GATEWAY__AUTH__TYPE)")
+    proxy, _, name = address.removeprefix("gateway://").partition("/")
+    try:
+        return Gateway(proxy_address=f"gateway://{proxy}").connect(name)
+    except Exception as error:  # noqa: BLE001 (dask_gateway raises ValueError, HTTP and connection errors alike)
+        raise ClusterUnreachable(f"the Dask Gateway at {dask.config.get('gateway.address')} gave no cluster "
+                                 f"{name!r} ({type(error).__name__}: {error}): is it running (Gateway()."
+                                 "list_clusters()), and are Dask's credentials (gateway.auth) yours?") from error
+
+
+def close_gateway(gateway, shutdown: bool = False) -> None:
+    """Close a dask_gateway Gateway or GatewayCluster once and for all (``shutdown``: the cluster too).
+
+    Collected later, the Gateway would close itself again and fail, its loop gone ("Accessing the
+    loop property while the loop is not running"): its close becomes a no-op once done."""
+    gateway.close(shutdown=shutdown) if hasattr(gateway, "scheduler_address") else gateway.close()
+    inner = getattr(gateway, "gateway", gateway)  # a cluster's own Gateway
+    inner.close = lambda: None
 
 
 def not_graded(job: Job, why: str) -> Outcome:
