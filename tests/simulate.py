@@ -197,10 +197,18 @@ except OSError as error:
 SPINNER = """\
 import threading
 threading.Thread(target=lambda: [None for _ in iter(int, 1)], daemon=True).start()"""
-# prints the source of every cell that runs after it, the test cells with their hidden tests included
+# prints the source of every cell that runs after it, the test cells with their hidden tests included:
+# as it is, as JSON, spaced out, reversed and in base64
 EAVESDROPPER = """\
+import base64, json
+from IPython.display import Pretty, display
+def leak(info):
+    source = info.raw_cell
+    print(source)
+    for spelling in (json.dumps(source), " ".join(source), source[::-1], base64.b64encode(source.encode()).decode()):
+        display(Pretty(spelling))  # an output each
 get_ipython().run_line_magic("xmode", "Verbose")
-get_ipython().events.register("pre_run_cell", lambda info: print(info.raw_cell))"""
+get_ipython().events.register("pre_run_cell", leak)"""
 ESCAPEE_COMMANDS = ("sleep 3141", "sleep 2718")  # with the marker: what must not outlive grading
 
 

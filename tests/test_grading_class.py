@@ -5,8 +5,10 @@ unchanged, then with a late submission added, then three of its students come ba
 LMS zip graded with --force. Each student's expected outcome comes with the simulation.
 """
 
+import base64
 import csv
 import hashlib
+import json
 import re
 import socket
 import tempfile
@@ -161,10 +163,21 @@ def test_no_attack_reached_the_grader(runs):
     printed = "".join(o.get("text", "") for c in snoop.cells if c.cell_type == "code" for o in c.outputs)
     assert "sqlite" not in printed.lower() and "BEGIN HIDDEN TESTS" not in printed, printed[:2000]
     spy = nbformat.read(runs.course_dir / "autograded" / "eavesdropper" / LESSON / f"{LESSON}.ipynb", as_version=4)
-    printed = "".join(o.get("text", "") for c in spy.cells if c.cell_type == "code" for o in c.outputs)
+    printed = "\n".join(o.get("text", "") or o.get("data", {}).get("text/plain", "")
+                         for c in spy.cells if c.cell_type == "code" for o in c.outputs)
     assert "output withheld: it quoted a hidden test" in printed, "the eavesdropper printed no test cell's source"
-    quoted = [line for line in cells.hidden_test_lines(LESSON) if line in printed]
-    assert not quoted, f"the eavesdropper's graded notebook quotes hidden tests: {quoted[:3]}"
+    decoded = []
+    for token in re.findall(r"[A-Za-z0-9+/]{40,}={0,2}", printed):  # the leak's base64, decoded again
+        try:
+            decoded.append(base64.b64decode(token + "=" * (-len(token) % 4)).decode("utf-8", "replace"))
+        except ValueError:
+            pass
+    spellings = {"as it is": printed, "as JSON": printed, "spaced out": "".join(printed.split()),
+                 "reversed": printed[::-1], "in base64": "\n".join(decoded)}
+    quoted = {how: line for line in cells.hidden_test_lines(LESSON) for how, text in spellings.items()
+              if (json.dumps(line)[1:-1] if how == "as JSON" else
+                  "".join(line.split()) if how == "spaced out" else line) in text}
+    assert not quoted, f"the eavesdropper's graded notebook quotes hidden tests: {quoted}"
     page = (runs.course_dir / "feedback" / "eavesdropper" / LESSON / f"{LESSON}.html").read_text()
     assert not simulate.shown_hidden_lines(page, LESSON), "the eavesdropper's feedback quotes hidden tests"
     bomb = nbformat.read(runs.course_dir / "autograded" / "fork-bomb" / LESSON / f"{LESSON}.ipynb", as_version=4)

@@ -13,6 +13,7 @@ failure that is not the student's (the kernel did not start) raises ``NotTheStud
 which the engine retries.
 """
 
+import base64
 import html
 import os
 import re
@@ -306,11 +307,14 @@ class WithholdHiddenTests(NbGraderPreprocessor):
 
     The kernel receives each test cell's source to run it, so student code can print it: an
     IPython hook, a verbose traceback of a failing hidden assert. An output that holds a line of a
-    hidden test keeps its kind (an error still fails its cell) and loses its text.
+    hidden test, as it is or spelt the usual ways (whitespace changed, escaped as repr or JSON
+    write it, reversed, in base64), keeps its kind (an error still fails its cell) and loses its
+    text. A spelling it does not know gets through: the tests run in the student's process.
     """
 
     def preprocess(self, nb, resources):
-        hidden = hidden_lines(nb.cells, 8) | {"BEGIN HIDDEN TESTS", "END HIDDEN TESTS"}
+        hidden = {squeezed for line in hidden_lines(nb.cells, 8) | {"BEGIN HIDDEN TESTS", "END HIDDEN TESTS"}
+                  if len(squeezed := _squeezed(line)) >= 8}
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs = [_withheld(o) if _quotes(o, hidden) else o for o in cell.outputs]
@@ -318,6 +322,7 @@ class WithholdHiddenTests(NbGraderPreprocessor):
 
 
 ANSI_CODE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 WITHHELD = "[output withheld: it quoted a hidden test]"
 
 
@@ -329,9 +334,28 @@ def _text(value) -> str:
     return ""
 
 
+def _squeezed(text: str) -> str:
+    return "".join(text.split())
+
+
+def _spellings(text: str) -> list[str]:
+    """``text``, and what it says when it is escaped, reversed or base64; whitespace removed."""
+    spellings = [text, text[::-1]]
+    try:
+        spellings.append(text.encode("latin-1", "backslashreplace").decode("unicode_escape"))
+    except ValueError:  # a broken escape: not escaped text
+        pass
+    for token in BASE64_TOKEN.findall(text):
+        try:
+            spellings.append(base64.b64decode(token + "=" * (-len(token) % 4)).decode("utf-8", "ignore"))
+        except ValueError:
+            pass
+    return [_squeezed(s) for s in spellings]
+
+
 def _quotes(output, lines: set[str]) -> bool:
-    flat = " ".join(html.unescape(ANSI_CODE.sub("", _text(output))).split())
-    return any(" ".join(line.split()) in flat for line in lines)
+    spellings = _spellings(html.unescape(ANSI_CODE.sub("", _text(output))))
+    return any(line in spelling for spelling in spellings for line in lines)
 
 
 def _withheld(output):
