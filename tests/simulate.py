@@ -9,10 +9,12 @@ edited tests, crashes and attacks that real submissions bring, each with its exp
 import copy
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import nbformat
 
 from course.cells import grade_id, hidden_test_lines, is_solution, submission
+from course.paths import solution_notebook
 
 
 class _Text(HTMLParser):
@@ -126,6 +128,8 @@ def messy_class(release_nb, course_dir, port: int, marker: str) -> dict:
         "not-json": (nb, b'{"cells": [ this is not JSON', "not a valid notebook"),
         "renamed": ("Copy of 01-tensors (2).ipynb", full, TOTAL),
         "empty": (None, None, "no notebook submitted"),
+        # a link to the instructor's notebook: followed, the grader would grade the solution
+        "linker": (nb, solution_notebook(MESSY), "is a link, not a file"),
         "noisy": (nb, edited(full, before(1, "import sys, warnings\nwarnings.warn('a warning')\n"
                                               "print('to stderr', file=sys.stderr)")), TOTAL),
         # attacks: each still gets its grade, and the test checks that the attack came to nothing
@@ -220,7 +224,9 @@ def write_class(folder, students: dict) -> None:
             continue
         target = folder / student / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
+        if isinstance(content, Path):
+            target.symlink_to(content)
+        elif isinstance(content, bytes):
             target.write_bytes(content)
         else:
             nbformat.write(content, target)

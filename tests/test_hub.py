@@ -358,8 +358,15 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub_class, capsys):
                 assert result.get("failed"), f"{name}'s Validate found nothing wrong: {result}"
                 student.submit()
 
+        # Cai, after submitting, leaves a link to the course's gradebook in his submission: collect keeps it a link.
+        inbound = root / "exchange" / COURSE / "inbound"
+        cai_submission = next(inbound.glob(f"{cai}+{LESSON}+*"))
+        as_user(cai, f"import os; os.symlink({str(root / 'course' / 'gradebook.db')!r}, "
+                     f"{str(cai_submission / 'answers.txt')!r})")
         with timer("instructor collects and grades 3 students"):
             out = course("hub", "--root", str(root), "grade", LESSON, timeout=RUN_S)
+        collected = root / "course" / "submitted" / cai / LESSON / "answers.txt"
+        assert collected.is_symlink(), "collect followed the link Cai left in the inbox, with the instructor's rights"
         table = grades(root)
         assert {s: table[s]["status"] for s in (ana, ben, cai)} == dict.fromkeys((ana, ben, cai), "graded"), out
         score = {s: (float(table[s]["total"]), float(table[s]["max_score"])) for s in (ana, ben, cai)}
@@ -393,7 +400,6 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub_class, capsys):
         assert float(grades(root)[ben]["total"]) == full, out
 
         # What a student can reach of the others' work, as their own user.
-        inbound = root / "exchange" / COURSE / "inbound"
         ana_submission = next(inbound.glob(f"{ana}+{LESSON}+*"))
         ana_feedback = next((root / "exchange" / COURSE / "feedback").iterdir())
         instructor_only = [ROOT / name for name in INSTRUCTOR_ONLY if (ROOT / name).exists()]

@@ -9,3 +9,4 @@ c = get_config()  # noqa: F821 (traitlets provides it when it loads this file)
 hub = Path(os.environ["COURSE_HUB_ROOT"])
 load_subconfig(str(hub / "course" / "nbgrader_config.py"))  # noqa: F821 (traitlets provides it when it loads this file)
 c.Exchange.root = str(hub / "exchange")
+c.ExchangeFactory.collect = "course.exchange.LinkKeepingCollect"  # a link a student left in the inbox stays a link
