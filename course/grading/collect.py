@@ -42,7 +42,7 @@ def collect(lesson: str, submissions: Path, course_root: Path, write_config) -> 
             for path in folder.iterdir():
                 if path.is_symlink():
                     (dest / path.name).symlink_to(path.readlink())
-                elif path.is_file():
+                elif _is_file(path):
                     shutil.copyfile(path, dest / path.name)
             notebooks = list(dest.glob("*.ipynb"))
             if len(notebooks) == 1:
@@ -59,7 +59,7 @@ def zip_collect(lesson: str, export: Path, scratch: Path, write_config) -> Path:
     archive = scratch / "downloaded" / lesson / "archive"
     archive.mkdir(parents=True)
     for path in [export] if export.is_file() else sorted(export.iterdir()):
-        if path.is_file() and not path.is_symlink():
+        if _is_file(path):
             shutil.copyfile(path, archive / path.name)
     nbgrader("zip_collect", lesson, "--force", f"--FileNameCollectorPlugin.named_regexp={LMS_FILE_NAME}", cwd=scratch)
     (scratch / "submitted").mkdir(exist_ok=True)
@@ -68,6 +68,10 @@ def zip_collect(lesson: str, export: Path, scratch: Path, write_config) -> Path:
 
 def _is_folder(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink()
+
+
+def _is_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
 
 
 def check_submission(folder: Path, lesson: str) -> str:
@@ -88,8 +92,7 @@ def check_submission(folder: Path, lesson: str) -> str:
 
 def submission_files(folder: Path) -> dict[str, bytes]:
     """The files of a submission folder, by name (what a grading job carries); links left out."""
-    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())
-            if path.is_file() and not path.is_symlink()}
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if _is_file(path)}
 
 
 def checksum(files: dict[str, bytes]) -> str:
