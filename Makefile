@@ -15,8 +15,8 @@ data: setup    ## prepare Fashion-MNIST in data/ and verify the data files
 lab: data    ## open the course in JupyterLab
 	./scripts/lab
 
-test: data    ## run every test: notebooks (nbval), release, grading, package
-	$(PY) -m pytest
+test: data    ## run every test: notebooks (nbval), release, grading, package; a worker per core (conftest.py)
+	$(PY) -m pytest -n auto --dist loadscope --no-loadscope-reorder
 
 figures: setup    ## redraw figures/*.png and embed them in the lessons
 	$(PY) -m course figures

@@ -6,6 +6,11 @@ cell must fail (a strict expected failure), so a test that passes without an ans
 fails the build. Their kernels run as nbgrader's autograder runs them
 (NBGRADER_EXECUTION=autograde), so a lesson's long training takes its short grading
 path there; the full path runs, and is compared, in solutions/.
+
+`make test` runs the tests on a pytest-xdist worker per core (``-n auto --dist loadscope``):
+each notebook's cells run in order on one worker (they share a kernel), and so do a test
+module's tests (its fixtures are made once). The longest files start first, so that the
+workers finish together.
 """
 
 import os
@@ -15,8 +20,20 @@ import pytest
 from course.cells import is_graded, is_solution
 from course.paths import NOTEBOOKS
 
+# The longest files on the 2-core CI machine (about 60 to 300 s each), in that order; the others follow.
+LONGEST_FIRST = ("tests/test_grading.py", "solutions/06-cnn-classifier/06-cnn-classifier.ipynb", "tests/test_hub.py",
+                 "solutions/07-fast-training/07-fast-training.ipynb", "tests/test_grading_class.py",
+                 "tests/test_grading_dask.py", "tests/test_browser.py")
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per core, at most four (each grading test starts a Dask worker per core)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
 
 def pytest_collection_modifyitems(items):
+    rank = {path: k for k, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: a file's order stays
     for item in items:
         cell = getattr(item, "cell", None)
         if cell is None or NOTEBOOKS not in item.path.parents:
