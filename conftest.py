@@ -10,7 +10,9 @@ path there; the full path runs, and is compared, in solutions/.
 `make test` runs the tests on a pytest-xdist worker per core (``-n auto --dist loadscope``):
 each notebook's cells run in order on one worker (they share a kernel), and so do a test
 module's tests (its fixtures are made once). The longest files start first, so that the
-workers finish together.
+workers finish together. Each worker's kernels get their share of the cores as torch's threads
+(OMP_NUM_THREADS): two kernels with two threads each on two cores ran lesson 06's training more
+than three times slower than one alone (its threads wait for each other, spinning).
 """
 
 import os
@@ -24,6 +26,11 @@ from course.paths import NOTEBOOKS
 LONGEST_FIRST = ("tests/test_grading.py", "solutions/06-cnn-classifier/06-cnn-classifier.ipynb", "tests/test_hub.py",
                  "solutions/07-fast-training/07-fast-training.ipynb", "tests/test_grading_class.py",
                  "tests/test_grading_dask.py", "tests/test_browser.py")
+
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # in a pytest-xdist worker: what its kernels inherit
+    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    os.environ.update(OMP_NUM_THREADS=_share, MKL_NUM_THREADS=_share)
 
 
 def pytest_xdist_auto_num_workers(config):
