@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from browser import launch, why_no_browser
+from ports import free_ports
 
 from course import cells
 from course.paths import NOTEBOOKS, ROOT
@@ -85,12 +85,6 @@ def answer_cells_on_disk(path: Path) -> dict[str, str]:
 # notebooks/; stopped (its whole process group, then any kernel left) whatever happens.
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _kernel_pids(kernel_id: str) -> list[int]:
     """Processes whose command line names this kernel's connection file (Linux /proc)."""
     pids = []
@@ -112,7 +106,7 @@ class Lab:
     def __init__(self, root: Path, log: Path):
         self.root = root
         self.log = log
-        self.port = _free_port()
+        self.port = free_ports()
         self.token = os.urandom(16).hex()
         self.url = f"http://127.0.0.1:{self.port}"
         self.kernel_pids: set[int] = set()

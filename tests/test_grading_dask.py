@@ -8,7 +8,6 @@ import csv
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import dask
 import nbformat
 import pytest
 import yaml
+from ports import free_ports
 
 import simulate
 from course import grading
@@ -113,12 +113,6 @@ def test_a_dask_cluster_grades_like_the_local_run_and_a_lost_worker_loses_no_gra
     assert rows(remote) == local
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def healthy(url: str) -> bool:
     """The gateway answers through its proxy (the proxy listens before it routes to the gateway)."""
     try:
@@ -155,7 +149,8 @@ c.UnsafeLocalBackend.clusters_directory = {clusters!r}
 def gateway(tmp_path_factory):
     """dask-gateway-server on 127.0.0.1: its HTTP address, its scheduler proxy, the password."""
     folder = tmp_path_factory.mktemp("gateway")
-    api, http, tcp, password = free_port(), free_port(), free_port(), uuid.uuid4().hex
+    api = free_ports(3)
+    http, tcp, password = api + 1, api + 2, uuid.uuid4().hex
     values = yaml.safe_load((ROOT / "hub" / "kubernetes" / "dask-gateway-values.yaml").read_text())
     config = GATEWAY_CONFIG.format(api=api, http=http, tcp=tcp, password=password, clusters=str(folder / "clusters"))
     config += "\n".join(code for _, code in sorted(values["gateway"]["extraConfig"].items()))

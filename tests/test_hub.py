@@ -35,6 +35,7 @@ import nbformat
 import pytest
 import requests
 from browser import launch, why_no_browser
+from ports import free_ports
 
 import simulate
 from course import cells
@@ -61,26 +62,6 @@ _missing = _why_not()
 if _missing and os.environ.get("COURSE_REQUIRE_HUB"):
     pytest.fail(f"COURSE_REQUIRE_HUB is set but {_missing}", pytrace=False)
 pytestmark = pytest.mark.skipif(bool(_missing), reason=_missing)
-
-
-def _free_ports(n: int) -> int:
-    """A port p with p .. p+n-1 free on 127.0.0.1 (the hub uses its port and the next two)."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + n < 65536 and all(_port_free(port + k) for k in range(n)):
-            return port
-    raise RuntimeError("no free ports")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def course(*args: str, timeout: int = RUN_S) -> str:
@@ -277,7 +258,7 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub_class, capsys):
     with open(root / "state" / "passwords.csv", newline="") as f:
         passwords = {row["id"]: row["password"] for row in csv.DictReader(f)}
     assert set(passwords) == set(names.values())
-    hub = Hub(root, _free_ports(3))
+    hub = Hub(root, free_ports(3))  # the hub uses its port and the next two
     try:
         with timer("hub start"):
             hub.start()
