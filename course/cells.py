@@ -15,6 +15,7 @@ It also makes the answered notebooks that grading tests and benchmarks submit: t
 answers put into the released student version (``submission``).
 """
 
+import ast
 import copy
 import re
 
@@ -106,6 +107,22 @@ def hidden_lines(cells, min_length: int) -> set[str]:
 def hidden_test_lines(lesson: str) -> set[str]:
     """A lesson's hidden-test lines that would give a test away if a page showed them (no comments)."""
     return {line for line in hidden_lines(instructor(lesson).cells, 10) if not line.startswith("#")}
+
+
+def imported_packages(lesson: str) -> frozenset[str]:
+    """The top-level packages that the instructor's notebook of a lesson imports (``torch`` for
+    ``import torch.nn``), read from its code cells; a line IPython would run as a magic is skipped."""
+    packages = set()
+    for cell in instructor(lesson).cells:
+        if cell.cell_type != "code":
+            continue
+        code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in cell.source.splitlines())
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.Import):
+                packages |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                packages.add(node.module.split(".")[0])
+    return frozenset(packages)
 
 
 def clean_metadata(nb) -> None:

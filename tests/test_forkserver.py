@@ -69,3 +69,17 @@ def test_a_forked_kernel_sees_what_a_fresh_kernel_sees(tmp_path, monkeypatch, sa
     for seen in (fresh, forked):  # each job has a scratch folder of its own
         assert seen.pop("cwd").endswith(f"/autograded/probe/{LESSON}")
     assert fresh == forked
+
+
+def test_a_fork_server_preloads_the_libraries_of_the_lessons_it_serves(monkeypatch):
+    assert forkserver.preload(cells.imported_packages("05-neural-networks")) == ("torch", *forkserver.KERNEL_MODULES)
+    assert forkserver.preload(cells.imported_packages("06-cnn-classifier"))[:4] == (
+        "numpy", "matplotlib.pyplot", "torch", "torchvision")
+    if forkserver.unavailable():
+        pytest.skip(f"kernels are not forked here: {forkserver.unavailable()}")
+    monkeypatch.setattr(worker, "_server", None)
+    first = worker._fork_server(cells.imported_packages("01-tensors"))
+    assert worker._fork_server(frozenset({"torch"})) is first  # it has torch: the same server
+    more = worker._fork_server(cells.imported_packages("06-cnn-classifier"))  # torchvision too: a new one
+    assert more is not first
+    assert more.packages == cells.imported_packages("01-tensors") | cells.imported_packages("06-cnn-classifier")

@@ -3,9 +3,10 @@
 A lesson's kernel spends about 2 s of CPU importing torch, pandas and matplotlib: more than
 it spends running the cells of most lessons. Where the sandbox can be entered from outside
 (Linux, as root, with bubblewrap), each grading worker keeps a fork server: a process that
-imported them once (PRELOAD) and makes each kernel as a copy of itself.
+imported them once (``preload``: those of them that the lessons it served import) and makes
+each kernel as a copy of itself.
 
-    fork server   root, outside any sandbox, one thread, PRELOAD imported
+    fork server   root, outside any sandbox, one thread, the lessons' libraries imported
       keeper      root: joins the job's cgroups and limits, starts bubblewrap with the job's
                   sandbox (sandbox.py builds it, as for a kernel started afresh) around a
                   placeholder process, enters its pid namespace, forks, waits, records the end
@@ -18,7 +19,7 @@ keeper writes the verdict and kills the placeholder (which ends the pid namespac
 is left in the cgroups. The fork server never reads a student's file or the gradebook, so a
 kernel inherits nothing but imported modules. Elsewhere kernels start as new processes.
 
-Differences from a fresh kernel, none of which a lesson can see in its results: PRELOAD's
+Differences from a fresh kernel, none of which a lesson can see in its results: the preloaded
 modules are in ``sys.modules`` before the first cell (their names are not defined), and
 NumPy's BLAS keeps one thread.
 """
@@ -41,8 +42,29 @@ from jupyter_client.provisioning import LocalProvisioner
 
 from course.grading.sandbox import SANDBOX_UID, ended, enter_limits, protections
 
-PRELOAD = ("numpy", "pandas", "matplotlib.pyplot", "torch", "torchvision", "ipykernel.kernelapp", "ipykernel.ipkernel",
-           "course")  # not matplotlib_inline's backend: it hooks into the kernel's shell when first imported
+# Imported by every fork server: what every kernel imports (not matplotlib_inline's backend: it
+# hooks into the kernel's shell when first imported).
+KERNEL_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "course")
+# Imported by a fork server for lessons that import their package: about 4 s of CPU for all of
+# them, 2.4 s without torchvision (which imports torch's compiler).
+LIBRARIES = ("numpy", "pandas", "matplotlib.pyplot", "torch", "torchvision")
+
+
+# The fork server's program. It imports this module and sandbox.py without running the grading
+# package's __init__.py, whose imports (nbgrader, nbformat: 2 s of CPU) neither it nor a kernel needs.
+SERVE = """
+import importlib.util, sys
+path = sys.path[1:]
+grading = importlib.util.find_spec("course.grading")
+sys.modules[grading.name] = importlib.util.module_from_spec(grading)
+from course.grading.forkserver import serve
+serve(path, modules=sys.argv[1:])
+"""
+
+
+def preload(packages: frozenset[str]) -> tuple[str, ...]:
+    """What a fork server imports for kernels of lessons that import ``packages`` (top-level names)."""
+    return tuple(m for m in LIBRARIES if m.split(".")[0] in packages) + KERNEL_MODULES
 _NAMESPACES = ("ipc", "uts", "net", "mnt")  # entered by the kernel; the pid namespace by the keeper
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_CAPBSET_DROP = 1, 38, 24
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -63,8 +85,9 @@ def unavailable() -> str:
 class ForkServer:
     """The worker's handle on its fork server: started on first use, restarted if it died."""
 
-    def __init__(self, env: dict):
+    def __init__(self, env: dict, packages: frozenset[str] = frozenset()):
         self.env = env  # the kernels' environment, less what is per job
+        self.packages = packages  # the packages of the lessons it serves (what it preloads: preload(packages))
         self.process: subprocess.Popen | None = None
         self.ready, self.home = False, ""  # home: its scratch folder, with its log
 
@@ -93,8 +116,7 @@ class ForkServer:
         env = {**self.env, "HOME": home, "MPLCONFIGDIR": home, "TMPDIR": home, "OMP_NUM_THREADS": "1",
                "MPLBACKEND": "module://matplotlib_inline.backend_inline"}  # what ipykernel sets before any import
         with open(Path(home) / "log", "ab") as log:
-            serve = "import sys; path = sys.path[1:]; from course.grading.forkserver import serve; serve(path)"
-            self.process = subprocess.Popen([sys.executable, "-c", serve], env=env, cwd=home,
+            self.process = subprocess.Popen([sys.executable, "-c", SERVE, *preload(self.packages)], env=env, cwd=home,
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                             start_new_session=True)
         atexit.register(self.stop)
@@ -157,15 +179,15 @@ class ForkedKernel:
 
 # ---------------------------------------------------------------- the fork server's process
 
-def serve(path: list[str]) -> None:
-    """Import PRELOAD, then fork a keeper for each request read from stdin and answer its pid.
+def serve(path: list[str], modules: list[str]) -> None:
+    """Import ``modules``, then fork a keeper for each request read from stdin and answer its pid.
 
     ``path`` is sys.path as the interpreter started, less its first entry (the script's folder)."""
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # it ends with its worker
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the system
     requests, replies = os.fdopen(0, "rb", buffering=0), os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # what a library prints goes to the log, never into the replies
-    for name in PRELOAD:
+    for name in modules:
         try:
             importlib.import_module(name)
         except ImportError:
@@ -247,6 +269,8 @@ def _kernel(spec: dict, argv: list[str], path: list[str], inside: int, log: int)
     os.environ.update(spec["env"], PWD=spec["cwd"])  # as bwrap --chdir sets it
     tempfile.tempdir = None  # the fork server's cached choice; the kernel's is its own $TMPDIR
     sys.path[:] = path  # as a new interpreter has it (ipykernel_launcher drops the first entry)
+    for name in [name for name in sys.modules if name.startswith("course.grading")]:
+        del sys.modules[name]  # the fork server's, not run whole (SERVE): code that imports it gets it afresh
     _fresh_state(int(spec["env"].get("OMP_NUM_THREADS", "1")))
     sys.argv = ["ipykernel_launcher", *argv]
     from ipykernel import kernelapp
