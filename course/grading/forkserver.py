@@ -65,6 +65,8 @@ serve(path, modules=sys.argv[1:])
 def preload(packages: frozenset[str]) -> tuple[str, ...]:
     """What a fork server imports for kernels of lessons that import ``packages`` (top-level names)."""
     return tuple(m for m in LIBRARIES if m.split(".")[0] in packages) + KERNEL_MODULES
+
+
 _NAMESPACES = ("ipc", "uts", "net", "mnt")  # entered by the kernel; the pid namespace by the keeper
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_CAPBSET_DROP = 1, 38, 24
 _libc = ctypes.CDLL(None, use_errno=True)
