@@ -93,6 +93,10 @@ class ForkServer:
         self.process: subprocess.Popen | None = None
         self.ready, self.home = False, ""  # home: its scratch folder, with its log
 
+    def preloads(self, packages: frozenset[str]) -> bool:
+        """Whether it imports what kernels of lessons that import ``packages`` would (stdlib ones aside)."""
+        return set(preload(packages)) <= set(preload(self.packages))
+
     def fork(self, spec_file: Path, argv: list[str]) -> "ForkedKernel":
         """Start a kernel with ``argv`` (ipykernel's arguments) in the sandbox that ``spec_file`` describes."""
         self.start()

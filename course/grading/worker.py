@@ -113,8 +113,9 @@ def grade_job(job: Job) -> Outcome:
 
 def _grade(job: Job, scratch: Path) -> Outcome:
     outcome = Outcome(job.student, protections_off=protections(), worker=f"{socket.gethostname()}:{os.getpid()}")
-    if _fork_server(job.packages):
-        _fork_server().start()  # its imports (seconds, on a first job) go on while nbgrader prepares the notebook
+    server = _fork_server(job.packages)
+    if server:
+        server.start()  # its imports (seconds, on a first job) go on while nbgrader prepares the notebook
     lesson, student = job.lesson, job.student
     (scratch / "gradebook.db").write_bytes(job.gradebook)
     _write_files(scratch / "submitted" / student / lesson, job.files)
@@ -239,7 +240,7 @@ def _fork_server(packages: frozenset[str] = frozenset()) -> forkserver.ForkServe
     global _server
     if forkserver.unavailable():
         return None
-    if _server is None or not packages <= _server.packages:
+    if _server is None or not _server.preloads(packages):
         served = _server.packages if _server else frozenset()
         if _server:
             _server.stop()
