@@ -109,20 +109,20 @@ def hidden_test_lines(lesson: str) -> set[str]:
     return {line for line in hidden_lines(instructor(lesson).cells, 10) if not line.startswith("#")}
 
 
-def imported_packages(lesson: str) -> frozenset[str]:
-    """The top-level packages that the instructor's notebook of a lesson imports (``torch`` for
-    ``import torch.nn``), read from its code cells; a line IPython would run as a magic is skipped."""
-    packages = set()
+def imported_modules(lesson: str) -> frozenset[str]:
+    """What the instructor's notebook of a lesson imports, as dotted names (``torch``, ``torch.nn``
+    for ``from torch import nn``), read from its code cells; a line IPython would run as a magic is skipped."""
+    modules = set()
     for cell in instructor(lesson).cells:
         if cell.cell_type != "code":
             continue
         code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in cell.source.splitlines())
         for node in ast.walk(ast.parse(code)):
             if isinstance(node, ast.Import):
-                packages |= {alias.name.split(".")[0] for alias in node.names}
+                modules |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                packages.add(node.module.split(".")[0])
-    return frozenset(packages)
+                modules |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return frozenset(modules)
 
 
 def clean_metadata(nb) -> None:

@@ -72,14 +72,16 @@ def test_a_forked_kernel_sees_what_a_fresh_kernel_sees(tmp_path, monkeypatch, sa
 
 
 def test_a_fork_server_preloads_the_libraries_of_the_lessons_it_serves(monkeypatch):
-    assert forkserver.preload(cells.imported_packages("05-neural-networks")) == ("torch", *forkserver.KERNEL_MODULES)
-    assert forkserver.preload(cells.imported_packages("06-cnn-classifier"))[:4] == (
-        "numpy", "matplotlib.pyplot", "torch", "torchvision")
+    assert forkserver.preload(cells.imported_modules("05-neural-networks")) == (
+        "torch", "torch._dynamo", *forkserver.KERNEL_MODULES)  # it trains models: torch's compiler too
+    assert "torch._dynamo" not in forkserver.preload(cells.imported_modules("01-tensors"))  # no model trained
+    assert forkserver.preload(cells.imported_modules("06-cnn-classifier"))[:5] == (
+        "numpy", "matplotlib.pyplot", "torch", "torch._dynamo", "torchvision")
     if forkserver.unavailable():
         pytest.skip(f"kernels are not forked here: {forkserver.unavailable()}")
     monkeypatch.setattr(worker, "_server", None)
-    first = worker._fork_server(cells.imported_packages("01-tensors"))
-    assert worker._fork_server(frozenset({"torch"})) is first  # it has torch: the same server
-    more = worker._fork_server(cells.imported_packages("06-cnn-classifier"))  # torchvision too: a new one
+    first = worker._fork_server(cells.imported_modules("01-tensors"))
+    assert worker._fork_server(frozenset({"torch", "random"})) is first  # it has torch: the same server
+    more = worker._fork_server(cells.imported_modules("06-cnn-classifier"))  # torchvision too: a new one
     assert more is not first
-    assert more.packages == cells.imported_packages("01-tensors") | cells.imported_packages("06-cnn-classifier")
+    assert more.modules == cells.imported_modules("01-tensors") | cells.imported_modules("06-cnn-classifier")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import nbformat
 
-from course.cells import imported_packages
+from course.cells import imported_modules
 from course.data import sha256
 from course.grading.collect import check_submission, checksum, collect, submission_files
 from course.grading.merge import CourseFolder, Result, write_config
@@ -82,14 +82,14 @@ def grade_students(course: CourseFolder, lesson: str, students: list[str], engin
     source = {p.name: p.read_bytes() for p in solution_notebook(lesson).parent.iterdir()
               if p.is_file() and p.suffix != ".ipynb"}
     limits = limits or lesson_limits(lesson)
-    packages = imported_packages(lesson)
+    modules = imported_modules(lesson)
     for student in students:
         problem = check_submission(course.submitted(student, lesson), lesson)
         if problem:
             run.outcomes[student] = Outcome(student, status="failed", reason=problem)
         else:
             jobs.append(Job(lesson, student, submission_files(course.submitted(student, lesson)), template, source,
-                            cell_timeout, limits, packages=packages))
+                            cell_timeout, limits, modules=modules))
     if not jobs:
         return run
     start = time.monotonic()

@@ -42,12 +42,15 @@ from jupyter_client.provisioning import LocalProvisioner
 
 from course.grading.sandbox import SANDBOX_UID, ended, enter_limits, protections
 
-# Imported by every fork server: what every kernel imports (not matplotlib_inline's backend: it
-# hooks into the kernel's shell when first imported).
-KERNEL_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "course")
-# Imported by a fork server for lessons that import their package: about 4 s of CPU for all of
-# them, 2.4 s without torchvision (which imports torch's compiler).
-LIBRARIES = ("numpy", "pandas", "matplotlib.pyplot", "torch", "torchvision")
+# Imported by every fork server: what every kernel imports (ipykernel's debugger: 0.2 s of CPU; not
+# matplotlib_inline's backend: it hooks into the kernel's shell when first imported).
+KERNEL_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "course")
+# Imported by a fork server for lessons that import what each is paired with: about 3.5 s of CPU
+# for all of them. torch._dynamo is torch's compiler, which torch imports on first use of an
+# optimiser or of backward() with a gradient (1.3 s of CPU in every kernel otherwise): it goes with
+# torch.nn, the lessons that train models. torchvision imports it anyway.
+LIBRARIES = {"numpy": "numpy", "pandas": "pandas", "matplotlib.pyplot": "matplotlib", "torch": "torch",
+             "torch._dynamo": "torch.nn", "torchvision": "torchvision"}
 
 
 # The fork server's program. It imports this module and sandbox.py without running the grading
@@ -62,9 +65,12 @@ serve(path, modules=sys.argv[1:])
 """
 
 
-def preload(packages: frozenset[str]) -> tuple[str, ...]:
-    """What a fork server imports for kernels of lessons that import ``packages`` (top-level names)."""
-    return tuple(m for m in LIBRARIES if m.split(".")[0] in packages) + KERNEL_MODULES
+def preload(modules: frozenset[str]) -> tuple[str, ...]:
+    """What a fork server imports for kernels of lessons that import ``modules`` (cells.imported_modules)."""
+    def imported(name: str) -> bool:
+        return any(m == name or m.startswith(name + ".") for m in modules)
+
+    return tuple(library for library, wanted in LIBRARIES.items() if imported(wanted)) + KERNEL_MODULES
 
 
 _NAMESPACES = ("ipc", "uts", "net", "mnt")  # entered by the kernel; the pid namespace by the keeper
@@ -87,15 +93,15 @@ def unavailable() -> str:
 class ForkServer:
     """The worker's handle on its fork server: started on first use, restarted if it died."""
 
-    def __init__(self, env: dict, packages: frozenset[str] = frozenset()):
+    def __init__(self, env: dict, modules: frozenset[str] = frozenset()):
         self.env = env  # the kernels' environment, less what is per job
-        self.packages = packages  # the packages of the lessons it serves (what it preloads: preload(packages))
+        self.modules = modules  # what the lessons it serves import (it imports preload(modules))
         self.process: subprocess.Popen | None = None
         self.ready, self.home = False, ""  # home: its scratch folder, with its log
 
-    def preloads(self, packages: frozenset[str]) -> bool:
-        """Whether it imports what kernels of lessons that import ``packages`` would (stdlib ones aside)."""
-        return set(preload(packages)) <= set(preload(self.packages))
+    def preloads(self, modules: frozenset[str]) -> bool:
+        """Whether it imports what it would for kernels of lessons that import ``modules``."""
+        return set(preload(modules)) <= set(preload(self.modules))
 
     def fork(self, spec_file: Path, argv: list[str]) -> "ForkedKernel":
         """Start a kernel with ``argv`` (ipykernel's arguments) in the sandbox that ``spec_file`` describes."""
@@ -122,7 +128,7 @@ class ForkServer:
         env = {**self.env, "HOME": home, "MPLCONFIGDIR": home, "TMPDIR": home, "OMP_NUM_THREADS": "1",
                "MPLBACKEND": "module://matplotlib_inline.backend_inline"}  # what ipykernel sets before any import
         with open(Path(home) / "log", "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-c", SERVE, *preload(self.packages)], env=env, cwd=home,
+            self.process = subprocess.Popen([sys.executable, "-c", SERVE, *preload(self.modules)], env=env, cwd=home,
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                             start_new_session=True)
         atexit.register(self.stop)
@@ -185,6 +191,9 @@ class ForkedKernel:
 
 # ---------------------------------------------------------------- the fork server's process
 
+_set_by_imports: dict[str, str] = {}  # environment variables that the preloaded modules set (ipykernel's debugger)
+
+
 def serve(path: list[str], modules: list[str]) -> None:
     """Import ``modules``, then fork a keeper for each request read from stdin and answer its pid.
 
@@ -193,11 +202,13 @@ def serve(path: list[str], modules: list[str]) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the system
     requests, replies = os.fdopen(0, "rb", buffering=0), os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # what a library prints goes to the log, never into the replies
+    before = dict(os.environ)
     for name in modules:
         try:
             importlib.import_module(name)
         except ImportError:
             pass
+    _set_by_imports.update((k, v) for k, v in os.environ.items() if before.get(k) != v)
     replies.write(b"ready\n")
     while line := requests.readline():
         request = json.loads(line)
@@ -273,6 +284,7 @@ def _kernel(spec: dict, argv: list[str], path: list[str], inside: int, log: int)
         os._exit(1)
     os.environ.clear()
     os.environ.update(spec["env"], PWD=spec["cwd"])  # as bwrap --chdir sets it
+    os.environ.update(_set_by_imports)  # as the imports set them in a fresh kernel
     tempfile.tempdir = None  # the fork server's cached choice; the kernel's is its own $TMPDIR
     sys.path[:] = path  # as a new interpreter has it (ipykernel_launcher drops the first entry)
     for name in [name for name in sys.modules if name.startswith("course.grading")]:
