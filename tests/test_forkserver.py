@@ -45,7 +45,7 @@ def probe(tmp_path, fork: str, monkeypatch) -> dict:
     nb = cells.submission(nbformat.read(student_notebook(LESSON), as_version=4), LESSON)
     nb.cells.insert(0, nbformat.v4.new_code_cell(PROBE))
     job = worker.Job(LESSON, "probe", {f"{LESSON}.ipynb": nbformat.writes(nb).encode()}, course.template(),
-                     limits=lesson_limits(LESSON))
+                     limits=lesson_limits(LESSON), modules=cells.imported_modules(LESSON))
     outcome = worker.grade_job(job)
     assert outcome.status == "graded" and outcome.score == outcome.max_score, outcome
     cell = nbformat.reads(outcome.notebook.decode(), as_version=4).cells[0]

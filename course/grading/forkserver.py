@@ -191,7 +191,7 @@ class ForkedKernel:
 
 # ---------------------------------------------------------------- the fork server's process
 
-_set_by_imports: dict[str, str] = {}  # environment variables that the preloaded modules set (ipykernel's debugger)
+_set_by_imports: dict[str, str] = {}  # environment variables that importing KERNEL_MODULES set (ipykernel's debugger)
 
 
 def serve(path: list[str], modules: list[str]) -> None:
@@ -202,13 +202,14 @@ def serve(path: list[str], modules: list[str]) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the system
     requests, replies = os.fdopen(0, "rb", buffering=0), os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # what a library prints goes to the log, never into the replies
-    before = dict(os.environ)
     for name in modules:
+        before = dict(os.environ)
         try:
             importlib.import_module(name)
         except ImportError:
             pass
-    _set_by_imports.update((k, v) for k, v in os.environ.items() if before.get(k) != v)
+        if name in KERNEL_MODULES:  # a library's (torch's compiler's cache folder) is set when a kernel imports it
+            _set_by_imports.update((k, v) for k, v in os.environ.items() if before.get(k) != v)
     replies.write(b"ready\n")
     while line := requests.readline():
         request = json.loads(line)
@@ -284,7 +285,7 @@ def _kernel(spec: dict, argv: list[str], path: list[str], inside: int, log: int)
         os._exit(1)
     os.environ.clear()
     os.environ.update(spec["env"], PWD=spec["cwd"])  # as bwrap --chdir sets it
-    os.environ.update(_set_by_imports)  # as the imports set them in a fresh kernel
+    os.environ.update(_set_by_imports)  # as a fresh kernel's start sets them
     tempfile.tempdir = None  # the fork server's cached choice; the kernel's is its own $TMPDIR
     sys.path[:] = path  # as a new interpreter has it (ipykernel_launcher drops the first entry)
     for name in [name for name in sys.modules if name.startswith("course.grading")]:
