@@ -9,7 +9,8 @@ Each class is made of identical submissions: the instructor's answers in the stu
 a fresh course folder:
 
 - nbgrader: ``nbgrader autograde LESSON`` then ``nbgrader generate_feedback LESSON``, the way
-  nbgrader grades a class: one student after another, a new kernel each, no sandbox;
+  nbgrader grades a class: one student after another, a new kernel each, no sandbox (each command
+  started as the course starts nbgrader's commands, ``course.lessons.NBGRADER``: 1.2 s less each);
 - course:   ``python -m course grade``: Dask workers (one per core), every kernel in its
   sandbox, forked from a warm process where the machine allows it (grading/forkserver.py).
 
@@ -144,7 +145,8 @@ def write(machine: dict, runs: list[dict]) -> None:
              f"warm process: {'yes' if machine['kernels forked'] else 'no'}.", "",
              "Each class is identical submissions (the instructor's answers in the student version), graded in "
              "one run twice, each time in a fresh course folder: *nbgrader* is `nbgrader autograde` then "
-             "`nbgrader generate_feedback` (one student after another, no sandbox); *course* is `python -m course "
+             "`nbgrader generate_feedback` (one student after another, no sandbox; each command started as the course "
+             "starts nbgrader's, `course.lessons.NBGRADER`); *course* is `python -m course "
              "grade` (one Dask worker per core, each kernel sandboxed), from starting its workers to the last "
              "student's grades and feedback merged into the course folder. *Seconds per submission*: wall time "
              "divided by the students. *Speed-up*: nbgrader's seconds per submission over the course's. "

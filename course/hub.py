@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from course.lessons import NBGRADER
 from course.paths import ROOT
 from course.settings import COURSE_ID, HUB_ROOT, INSTRUCTOR_ONLY, INSTRUCTORS_GROUP
 
@@ -131,8 +132,7 @@ class Hub:
 
     def nbgrader(self, *args: str) -> str:
         """An nbgrader command as the instructor, in the course folder; its output."""
-        result = self.as_member(self.instructor(), str(Path(sys.executable).parent / "nbgrader"), *args,
-                                cwd=self.course)
+        result = self.as_member(self.instructor(), *NBGRADER, *args, cwd=self.course)
         return result.stdout + result.stderr
 
     # ------------------------------------------------------------------ commands
