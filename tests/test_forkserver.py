@@ -7,6 +7,10 @@ Python path, kernel settings (the short tracebacks that keep hidden tests out of
 """
 
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -85,3 +89,33 @@ def test_a_fork_server_preloads_the_libraries_of_the_lessons_it_serves(monkeypat
     more = worker._fork_server(cells.imported_modules("06-cnn-classifier"))  # torchvision too: a new one
     assert more is not first
     assert more.modules == cells.imported_modules("01-tensors") | cells.imported_modules("06-cnn-classifier")
+    more.start()  # the grading command's, say: its workers use it while it listens, else their own
+    shared = worker._fork_server(frozenset(), more.address)
+    assert type(shared) is forkserver.SharedForkServer and shared.address == more.address
+    more.stop()
+    assert worker._fork_server(frozenset(), more.address) is more
+
+
+def test_a_fork_server_ends_and_removes_its_folder_when_its_owner_is_killed(tmp_path):
+    if forkserver.unavailable():
+        pytest.skip(f"kernels are not forked here: {forkserver.unavailable()}")
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
+    home, pid = owner.stdout.readline().split()
+    assert Path(home, "socket").exists()
+    owner.kill()  # no finalizer runs
+    owner.wait()
+    deadline = time.monotonic() + 60  # it notices once its imports are done
+    while (Path(home).exists() or Path(f"/proc/{pid}").exists()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(home).exists(), f"the fork server's folder {home} outlived its owner"
+    assert not Path(f"/proc/{pid}").exists(), f"the fork server {pid} outlived its owner"
+
+
+OWNER = """
+import time
+from course.grading import worker
+server = worker.new_fork_server()
+server.start()
+print(server.home, server.process.pid, flush=True)
+time.sleep(600)
+"""

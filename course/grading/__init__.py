@@ -94,7 +94,7 @@ def grade_students(course: CourseFolder, lesson: str, students: list[str], engin
         return run
     start = time.monotonic()
     own = engine is None
-    engine = Engine(scheduler, workers) if own else engine
+    engine = Engine(scheduler, workers, modules) if own else engine
     if own:
         engine.__enter__()
     try:

@@ -12,17 +12,22 @@ configuration, as a DaskHub sets them. Its workers need the course's environment
 same image), not the course folder: a job carries its submission and the lesson's gradebook as
 data and returns its results as data.
 
-Every worker imports nbgrader once, before its first job. A job that fails for a reason that is
-not the student's (``NotTheStudentsFault``) is retried; a worker that is lost takes no grade
-with it: the scheduler runs its job again on another worker. A job that still cannot run is
-reported ``not graded``, never as the student's failure.
+Every worker imports nbgrader once, before its first job. The workers of the local cluster fork
+their kernels from one fork server (forkserver.py) that this process starts first, so that the
+lesson's imports go on while the workers start; a cluster's workers elsewhere each have their
+own. A job that fails for a reason that is not the student's (``NotTheStudentsFault``) is
+retried; a worker that is lost takes no grade with it: the scheduler runs its job again on
+another worker. A job that still cannot run is reported ``not graded``, never as the student's
+failure.
 """
 
+import dataclasses
 import logging
 import os
 import sys
 
-from course.grading.worker import Job, NotTheStudentsFault, Outcome, grade_job, warm_up
+from course.grading import forkserver
+from course.grading.worker import Job, NotTheStudentsFault, Outcome, grade_job, new_fork_server, warm_up
 
 RETRIES = 2  # more tries of a job that failed through no fault of the student
 
@@ -32,9 +37,10 @@ class ClusterUnreachable(Exception):
 
 
 class Engine:
-    def __init__(self, scheduler: str | None = None, workers: int | None = None):
-        self.scheduler, self.workers = scheduler, workers
-        self.cluster = self.client = self.gateway_cluster = None
+    def __init__(self, scheduler: str | None = None, workers: int | None = None, modules: frozenset[str] = frozenset()):
+        """``modules``: what the lessons to grade import (cells.imported_modules), for the fork server to preload."""
+        self.scheduler, self.workers, self.modules = scheduler, workers, modules
+        self.cluster = self.client = self.gateway_cluster = self.fork_server = None
 
     def __enter__(self) -> "Engine":
         import dask
@@ -57,6 +63,9 @@ class Engine:
             # a notebook run from here afterwards trained three times slower. The workers need none
             # (each kernel gets an environment of its own, worker.kernel_env): none is set, even when a
             # nanny restarts its worker, and what Dask writes anyway is undone.
+            if not forkserver.unavailable():
+                self.fork_server = new_fork_server().serving(self.modules)
+                self.fork_server.start()
             environ = dict(os.environ)
             with dask.config.set({"distributed.nanny.pre-spawn-environ": {}, "distributed.scheduler.http.routes": [],
                                   "distributed.worker.http.routes": []}):
@@ -79,6 +88,8 @@ class Engine:
             self.cluster.close()
         if self.gateway_cluster:
             close_gateway(self.gateway_cluster)  # the cluster keeps running: it is not ours to stop
+        if self.fork_server:
+            self.fork_server.stop()
 
     @property
     def size(self) -> int:
@@ -90,6 +101,10 @@ class Engine:
         from distributed import as_completed
         from tqdm import tqdm
 
+        if self.fork_server:
+            self.fork_server = self.fork_server.serving(frozenset().union(*(job.modules for job in jobs)))
+            self.fork_server.start()
+            jobs = [dataclasses.replace(job, fork_server=self.fork_server.address) for job in jobs]
         futures = {self.client.submit(grade_job, job, key=f"grade-{job.lesson}-{job.student}-{id(job)}",
                                       retries=RETRIES, pure=False): job for job in jobs}
         with tqdm(total=len(jobs), desc=f"grading {jobs[0].lesson}" if jobs else "grading", unit="student",

@@ -2,9 +2,11 @@
 
 A lesson's kernel spends about 2 s of CPU importing torch, pandas and matplotlib: more than
 it spends running the cells of most lessons. Where the sandbox can be entered from outside
-(Linux, as root, with bubblewrap), each grading worker keeps a fork server: a process that
-imported them once (``preload``: those of them that the lessons it served import) and makes
-each kernel as a copy of itself.
+(Linux, as root, with bubblewrap), a fork server imports them once (``preload``: those of them
+that the lessons it serves import) and makes each kernel as a copy of itself. The grading
+command starts one for the workers of its local cluster, which share it (``SharedForkServer``:
+the imports once per machine, not once per worker); a worker of another cluster starts its own.
+Workers ask it for kernels over a unix socket in its folder, which only root can open.
 
     fork server   root, outside any sandbox, one thread, the lessons' libraries imported
       keeper      root: joins the job's cgroups and limits, starts bubblewrap with the job's
@@ -32,6 +34,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -61,7 +64,7 @@ path = sys.path[1:]
 grading = importlib.util.find_spec("course.grading")
 sys.modules[grading.name] = importlib.util.module_from_spec(grading)
 from course.grading.forkserver import serve
-serve(path, modules=sys.argv[1:])
+serve(path, address=sys.argv[1], modules=sys.argv[2:])
 """
 
 
@@ -74,7 +77,7 @@ def preload(modules: frozenset[str]) -> tuple[str, ...]:
 
 
 _NAMESPACES = ("ipc", "uts", "net", "mnt")  # entered by the kernel; the pid namespace by the keeper
-_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_CAPBSET_DROP = 1, 38, 24
+_PR_SET_NO_NEW_PRIVS, _PR_CAPBSET_DROP = 38, 24
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -90,51 +93,79 @@ def unavailable() -> str:
 
 # ---------------------------------------------------------------- in the grading worker
 
-class ForkServer:
-    """The worker's handle on its fork server: started on first use, restarted if it died."""
+def fork(address: str, spec_file: Path, argv: list[str]) -> "ForkedKernel":
+    """A kernel with ``argv`` (ipykernel's arguments) in the sandbox that ``spec_file`` describes, from the
+    fork server at ``address`` (it answers once its imports are done)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.connect(address)
+        connection.sendall(json.dumps({"spec": str(spec_file), "argv": argv}).encode() + b"\n")
+        reply = connection.makefile("rb").readline()
+    if not reply.strip().isdigit():
+        raise RuntimeError(f"the fork server did not fork: {reply!r} (its log: {Path(address).parent / 'log'})")
+    return ForkedKernel(int(reply), json.loads(spec_file.read_text())["verdict"])
+
+
+class SharedForkServer:
+    """A fork server on this machine that another process started and owns (the grading command's)."""
+
+    def __init__(self, address: str):
+        self.address = address
+
+    def listening(self) -> bool:
+        """Whether it is there to answer (it may still be importing)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            return connection.connect_ex(self.address) == 0
+
+    def fork(self, spec_file: Path, argv: list[str]) -> "ForkedKernel":
+        return fork(self.address, spec_file, argv)
+
+
+class ForkServer(SharedForkServer):
+    """A fork server that this process owns: started on first use, restarted if it died, ended with it."""
 
     def __init__(self, env: dict, modules: frozenset[str] = frozenset()):
+        super().__init__("")
         self.env = env  # the kernels' environment, less what is per job
         self.modules = modules  # what the lessons it serves import (it imports preload(modules))
         self.process: subprocess.Popen | None = None
-        self.ready, self.home = False, ""  # home: its scratch folder, with its log
+        self.home = ""  # its folder: its socket and its log
 
     def preloads(self, modules: frozenset[str]) -> bool:
         """Whether it imports what it would for kernels of lessons that import ``modules``."""
         return set(preload(modules)) <= set(preload(self.modules))
 
+    def serving(self, modules: frozenset[str]) -> "ForkServer":
+        """This server if it preloads what lessons that import ``modules`` call for, else (this one stopped) a new
+        one that preloads that too."""
+        if self.preloads(modules):
+            return self
+        self.stop()
+        return ForkServer(self.env, self.modules | modules)
+
     def fork(self, spec_file: Path, argv: list[str]) -> "ForkedKernel":
-        """Start a kernel with ``argv`` (ipykernel's arguments) in the sandbox that ``spec_file`` describes."""
         self.start()
-        if not self.ready:
-            self.ready = self.process.stdout.readline() == b"ready\n"
-            if not self.ready:
-                raise RuntimeError(f"the fork server did not start (see {self.home}/log)")
-        self.process.stdin.write(json.dumps({"spec": str(spec_file), "argv": argv}).encode() + b"\n")
-        self.process.stdin.flush()
-        reply = self.process.stdout.readline()
-        if not reply.strip().isdigit():
-            self.process.kill()
-            raise RuntimeError(f"the fork server did not fork: {reply!r}")
-        return ForkedKernel(int(reply), json.loads(spec_file.read_text())["verdict"])
+        return super().fork(spec_file, argv)
 
     def start(self) -> None:
-        """Start the fork server unless it runs; its imports (seconds, once) go on while the worker prepares a job."""
+        """Start the fork server unless it runs: it listens at once, and its imports (seconds) go on meanwhile."""
         if self.process is not None and self.process.poll() is None:
             return
         self.stop()
-        self.ready = False
         self.home = home = tempfile.mkdtemp(prefix="course-forkserver-")
+        self.address = f"{home}/socket"
         env = {**self.env, "HOME": home, "MPLCONFIGDIR": home, "TMPDIR": home, "OMP_NUM_THREADS": "1",
                "MPLBACKEND": "module://matplotlib_inline.backend_inline"}  # what ipykernel sets before any import
         with open(Path(home) / "log", "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-c", SERVE, *preload(self.modules)], env=env, cwd=home,
-                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                            start_new_session=True)
+            # Its standard input stays open, unwritten, while this process lives: it ends when that closes.
+            self.process = subprocess.Popen([sys.executable, "-c", SERVE, self.address, *preload(self.modules)],
+                                            env=env, cwd=home, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=log, start_new_session=True)
         atexit.register(self.stop)
+        if self.process.stdout.readline() != b"listening\n":
+            raise RuntimeError(f"the fork server did not start (see {home}/log)")
 
     def stop(self) -> None:
-        """End the fork server (it would end with this process anyway) and remove its scratch folder."""
+        """End the fork server and remove its folder (it does both itself when this process ends)."""
         if self.process is not None:
             self.process.kill()
             self.process.wait()
@@ -194,14 +225,17 @@ class ForkedKernel:
 _set_by_imports: dict[str, str] = {}  # environment variables that importing KERNEL_MODULES set (ipykernel's debugger)
 
 
-def serve(path: list[str], modules: list[str]) -> None:
-    """Import ``modules``, then fork a keeper for each request read from stdin and answer its pid.
+def serve(path: list[str], address: str, modules: list[str]) -> None:
+    """Listen at ``address``, import ``modules``, then fork a keeper for each request and answer its pid; end,
+    removing its folder, when the standard input closes (its owner ended, however it ended).
 
     ``path`` is sys.path as the interpreter started, less its first entry (the script's folder)."""
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # it ends with its worker
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the system
-    requests, replies = os.fdopen(0, "rb", buffering=0), os.fdopen(os.dup(1), "wb", buffering=0)
-    os.dup2(2, 1)  # what a library prints goes to the log, never into the replies
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(64)  # a worker that asks while the imports go on waits for its answer
+    os.write(1, b"listening\n")
+    os.dup2(2, 1)  # what a library prints goes to the log
     for name in modules:
         before = dict(os.environ)
         try:
@@ -210,17 +244,36 @@ def serve(path: list[str], modules: list[str]) -> None:
             pass
         if name in KERNEL_MODULES:  # a library's (torch's compiler's cache folder) is set when a kernel imports it
             _set_by_imports.update((k, v) for k, v in os.environ.items() if before.get(k) != v)
-    replies.write(b"ready\n")
-    while line := requests.readline():
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            code = 1
+    received: dict[socket.socket, bytes] = {}  # each connection -> what it sent so far
+    while True:
+        ready = select.select([0, listener, *received], [], [])[0]
+        if 0 in ready:  # nothing is written there: it is readable once closed
+            shutil.rmtree(os.path.dirname(address), ignore_errors=True)
+            return
+        if listener in ready:
+            received[listener.accept()[0]] = b""
+        for connection in (c for c in ready if c in received):
             try:
-                code = _keeper(request["spec"], request["argv"], path)
-            finally:
-                os._exit(code)
-        replies.write(f"{pid}\n".encode())
+                data = connection.recv(65536)
+            except OSError:  # the worker went away
+                data = b""
+            received[connection] += data
+            if data and not received[connection].endswith(b"\n"):
+                continue
+            if data:
+                request = json.loads(received[connection])
+                pid = os.fork()
+                if pid == 0:
+                    code = 1
+                    try:
+                        for own in (listener, *received):
+                            own.close()
+                        code = _keeper(request["spec"], request["argv"], path)
+                    finally:
+                        os._exit(code)
+                connection.sendall(f"{pid}\n".encode())
+            connection.close()
+            del received[connection]
 
 
 def _keeper(spec_file: str, argv: list[str], path: list[str]) -> int:

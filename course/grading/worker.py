@@ -64,6 +64,7 @@ class Job:
     limits: Limits = Limits()
     threads: int = 1  # torch threads in the kernel
     modules: frozenset[str] = frozenset()  # what the lesson imports (cells.imported_modules): forked kernels have it
+    fork_server: str = ""  # the address of a fork server on the worker's machine to use ('': the worker's own)
 
 
 @dataclass
@@ -115,8 +116,8 @@ def grade_job(job: Job) -> Outcome:
 
 def _grade(job: Job, scratch: Path) -> Outcome:
     outcome = Outcome(job.student, protections_off=protections(), worker=f"{socket.gethostname()}:{os.getpid()}")
-    server = _fork_server(job.modules)
-    if server:
+    server = _fork_server(job.modules, job.fork_server)
+    if isinstance(server, forkserver.ForkServer):
         server.start()  # its imports (seconds, on a first job) go on while nbgrader prepares the notebook
     lesson, student = job.lesson, job.student
     (scratch / "gradebook.db").write_bytes(job.gradebook)
@@ -136,7 +137,8 @@ def _grade(job: Job, scratch: Path) -> Outcome:
         for q in ((ContainedExecute, WithholdHiddenTests) if p is Execute else (p,))]
     api = NbGraderAPI(CourseDirectory(config=config), config=config)
     _current.clear()
-    _current.update(scratch=scratch, limits=job.limits, threads=job.threads, died="", died_in="", start_error="")
+    _current.update(scratch=scratch, limits=job.limits, threads=job.threads, fork_server=server, died="", died_in="",
+                    start_error="")
     for phase, step in (("autograde", api.autograde), ("feedback", api.generate_feedback)):
         start = time.monotonic()
         with warnings.catch_warnings():
@@ -241,7 +243,7 @@ class SandboxKernelManager(AsyncKernelManager):
     """A kernel manager that starts the kernel in a Sandbox and talks to it over unix sockets."""
 
     sandbox: Sandbox | None = None
-    fork_server: forkserver.ForkServer | None = None  # when set, the kernel is forked by it (forkserver.py)
+    fork_server: forkserver.SharedForkServer | None = None  # when set, the kernel is forked by it (forkserver.py)
     kernel_arguments: list[str] = []  # ipykernel's command-line arguments
 
     def format_kernel_cmd(self, extra_arguments=None) -> list[str]:
@@ -256,18 +258,22 @@ class SandboxKernelManager(AsyncKernelManager):
         return result
 
 
-def _fork_server(modules: frozenset[str] = frozenset()) -> forkserver.ForkServer | None:
-    """This worker's fork server, where kernels can be forked: made on first use, and made again
-    to preload more when a job's lesson imports ``modules`` that call for more."""
+def _fork_server(modules: frozenset[str], address: str = "") -> forkserver.SharedForkServer | None:
+    """Where a job's kernel is forked, where kernels can be: the fork server at ``address`` (the grading
+    command's) while it listens, else this worker's own, made on first use, and made again to preload more when
+    a job's lesson imports ``modules`` that call for more."""
     global _server
     if forkserver.unavailable():
         return None
-    if _server is None or not _server.preloads(modules):
-        served = _server.modules if _server else frozenset()
-        if _server:
-            _server.stop()
-        _server = forkserver.ForkServer(kernel_env(Path(tempfile.gettempdir()), 1, True), served | modules)
+    if address and forkserver.SharedForkServer(address).listening():
+        return forkserver.SharedForkServer(address)
+    _server = (_server or new_fork_server()).serving(modules)
     return _server
+
+
+def new_fork_server() -> forkserver.ForkServer:
+    """A fork server for this machine's grading kernels, not started, preloading what every kernel imports."""
+    return forkserver.ForkServer(kernel_env(Path(tempfile.gettempdir()), 1, True))
 
 
 _server: forkserver.ForkServer | None = None
@@ -316,8 +322,8 @@ class ContainedExecute(Execute):
         if off["private filesystem"]:
             Path(self.sandbox.env["TMPDIR"]).mkdir(exist_ok=True)
         km.sandbox = self.sandbox
-        if _fork_server():
-            km.fork_server = _fork_server()
+        if _current["fork_server"]:
+            km.fork_server = _current["fork_server"]
             km.kernel_id = km.kernel_id or str(uuid.uuid4())
             km.provisioner = forkserver.ForkProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
         km.transport, km.connection_file, km.ip = "ipc", str(sockets / "kernel.json"), str(sockets / "ipc")
