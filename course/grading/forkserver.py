@@ -1,4 +1,4 @@
-"""Kernels forked from a warm process: a lesson's imports done once per worker, not per student.
+"""Kernels forked from a warm process: a lesson's imports done once per machine, not once per student.
 
 A lesson's kernel spends about 2 s of CPU importing torch, pandas and matplotlib: more than
 it spends running the cells of most lessons. Where the sandbox can be entered from outside
@@ -176,7 +176,7 @@ class ForkServer(SharedForkServer):
 
 
 class ForkProvisioner(LocalProvisioner):
-    """jupyter_client's local provisioner, with the kernel forked by the worker's fork server.
+    """jupyter_client's local provisioner, with the kernel forked by a fork server.
 
     Its kernel manager has ``fork_server`` and ``sandbox`` (worker.SandboxKernelManager)."""
 
