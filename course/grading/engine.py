@@ -64,8 +64,8 @@ class Engine:
             # (each kernel gets an environment of its own, worker.kernel_env): none is set, even when a
             # nanny restarts its worker, and what Dask writes anyway is undone.
             if not forkserver.unavailable():
-                self.fork_server = new_fork_server().serving(self.modules)
-                self.fork_server.start()
+                self.fork_server = new_fork_server()
+                self._serve(self.modules)  # first: its imports go on while the workers start
             environ = dict(os.environ)
             with dask.config.set({"distributed.nanny.pre-spawn-environ": {}, "distributed.scheduler.http.routes": [],
                                   "distributed.worker.http.routes": []}):
@@ -91,6 +91,11 @@ class Engine:
         if self.fork_server:
             self.fork_server.stop()
 
+    def _serve(self, modules: frozenset[str]) -> None:
+        """Have the local fork server running, preloading what lessons that import ``modules`` call for."""
+        self.fork_server = self.fork_server.serving(modules)
+        self.fork_server.start()
+
     @property
     def size(self) -> int:
         """How many jobs run at once."""
@@ -102,8 +107,7 @@ class Engine:
         from tqdm import tqdm
 
         if self.fork_server:
-            self.fork_server = self.fork_server.serving(frozenset().union(*(job.modules for job in jobs)))
-            self.fork_server.start()
+            self._serve(frozenset().union(*(job.modules for job in jobs)))
             jobs = [dataclasses.replace(job, fork_server=self.fork_server.address) for job in jobs]
         futures = {self.client.submit(grade_job, job, key=f"grade-{job.lesson}-{job.student}-{id(job)}",
                                       retries=RETRIES, pure=False): job for job in jobs}

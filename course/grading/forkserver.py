@@ -93,18 +93,6 @@ def unavailable() -> str:
 
 # ---------------------------------------------------------------- in the grading worker
 
-def fork(address: str, spec_file: Path, argv: list[str]) -> "ForkedKernel":
-    """A kernel with ``argv`` (ipykernel's arguments) in the sandbox that ``spec_file`` describes, from the
-    fork server at ``address`` (it answers once its imports are done)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-        connection.connect(address)
-        connection.sendall(json.dumps({"spec": str(spec_file), "argv": argv}).encode() + b"\n")
-        reply = connection.makefile("rb").readline()
-    if not reply.strip().isdigit():
-        raise RuntimeError(f"the fork server did not fork: {reply!r} (its log: {Path(address).parent / 'log'})")
-    return ForkedKernel(int(reply), json.loads(spec_file.read_text())["verdict"])
-
-
 class SharedForkServer:
     """A fork server on this machine that another process started and owns (the grading command's)."""
 
@@ -117,7 +105,15 @@ class SharedForkServer:
             return connection.connect_ex(self.address) == 0
 
     def fork(self, spec_file: Path, argv: list[str]) -> "ForkedKernel":
-        return fork(self.address, spec_file, argv)
+        """A kernel with ``argv`` (ipykernel's arguments) in the sandbox that ``spec_file`` describes (the
+        server answers once its imports are done)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.connect(self.address)
+            connection.sendall(json.dumps({"spec": str(spec_file), "argv": argv}).encode() + b"\n")
+            reply = connection.makefile("rb").readline()
+        if not reply.strip().isdigit():
+            raise RuntimeError(f"the fork server did not fork: {reply!r} (its log: {Path(self.address).parent}/log)")
+        return ForkedKernel(int(reply), json.loads(spec_file.read_text())["verdict"])
 
 
 class ForkServer(SharedForkServer):

@@ -265,8 +265,9 @@ def _fork_server(modules: frozenset[str], address: str = "") -> forkserver.Share
     global _server
     if forkserver.unavailable():
         return None
-    if address and forkserver.SharedForkServer(address).listening():
-        return forkserver.SharedForkServer(address)
+    shared = forkserver.SharedForkServer(address)
+    if address and shared.listening():
+        return shared
     _server = (_server or new_fork_server()).serving(modules)
     return _server
 
