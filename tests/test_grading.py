@@ -73,3 +73,23 @@ def test_feedback_shows_visible_tests_but_no_hidden_test(graded):
             "the check cannot see test code in the feedback"
         shown = simulate.shown_hidden_lines(page, lesson)
         assert not shown, f"{lesson}: feedback for {student} shows hidden test lines: {shown[:3]}"
+
+
+def test_feedback_highlights_a_cell_as_nbconvert_does_and_once_per_worker(monkeypatch):
+    from nbconvert.filters import highlight
+
+    from course.grading.worker import HighlightedOnce
+
+    cells = [("x = torch.ones(3)  # a tensor", None), ("%%bash\necho hi", {"magics_language": "bash"}),
+             ("def f():\n    return 1", {"tags": ["x"]})]
+    plain, once = highlight.Highlight2HTML(pygments_lexer="ipython3"), HighlightedOnce(pygments_lexer="ipython3")
+    expected = [plain(source, metadata=metadata) for source, metadata in cells]
+    new = plain("y = 2  # not highlighted before")
+    assert [once(source, metadata=metadata) for source, metadata in cells] == expected
+    assert expected[0] != expected[1] != expected[2]
+    calls = []
+    real = highlight._pygments_highlight
+    monkeypatch.setattr(highlight, "_pygments_highlight", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert [once(source, metadata=metadata) for source, metadata in cells] == expected
+    assert not calls, "a cell highlighted before was highlighted again"
+    assert once("y = 2  # not highlighted before") == new and len(calls) == 1

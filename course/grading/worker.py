@@ -200,7 +200,8 @@ class FeedbackPage(HTMLExporter):
     That pass parses the whole rendered page again with BeautifulSoup, to give images without
     alt text a placeholder and JupyterLab-template cells a tabindex: about half the CPU time of
     a lesson's page (0.35-0.6 s). nbgrader's template is the classic one, which has no such
-    cells; the placeholder alt text is added here to the images' tags.
+    cells; the placeholder alt text is added here to the images' tags. Code cells are highlighted
+    once per worker process (``HighlightedOnce``).
     """
 
     def _create_environment(self):
@@ -212,11 +213,28 @@ class FeedbackPage(HTMLExporter):
         language = nb.metadata.get("language_info", {})
         lexer = language.get("pygments_lexer", language.get("name"))
         self.register_filter("highlight_code", self.filters.get("highlight_code",
-                                                                Highlight2HTML(pygments_lexer=lexer, parent=self)))
+                                                                HighlightedOnce(pygments_lexer=lexer, parent=self)))
         self.register_filter("filter_data_type", WidgetsDataTypeFilter(
             notebook_metadata=self._nb_metadata, parent=self, resources=self._init_resources(resources)))
         page, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
         return IMAGE_WITHOUT_ALT.sub(r'<img alt="No description has been provided for this image"\1', page), resources
+
+
+class HighlightedOnce(Highlight2HTML):
+    """nbconvert's highlighting of a code cell, remembered: the students of a class share most of their
+    cells (the lesson's own), and highlighting is most of the CPU time of a feedback page (0.2-0.3 s)."""
+
+    def __call__(self, source, language=None, metadata=None):
+        key = (source, language or self.pygments_lexer, (metadata or {}).get("magics_language"),
+               repr(self.extra_formatter_options))
+        if key not in _HIGHLIGHTED:
+            if len(_HIGHLIGHTED) > 20_000:  # a few lessons' cells, many times over: a bound, not a working size
+                _HIGHLIGHTED.clear()
+            _HIGHLIGHTED[key] = super().__call__(source, language, metadata)
+        return _HIGHLIGHTED[key]
+
+
+_HIGHLIGHTED: dict[tuple, str] = {}
 
 
 class CompiledTemplates(jinja2.BytecodeCache):
