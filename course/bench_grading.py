@@ -14,6 +14,10 @@ a fresh course folder:
 - course:   ``python -m course grade``: Dask workers (one per core), every kernel in its
   sandbox, forked from a warm process where the machine allows it (grading/forkserver.py).
 
+Each side is timed twice: its grading (nbgrader's two commands; the course's workers, grading and
+merge, its fork server having started while nbgrader recorded the gradebook) and its whole work
+from an empty course folder (nbgrader's ``generate_assignment`` too; the whole ``grade`` command).
+
 First every lesson with --per-lesson students (default 10), then --class-lesson (default
 01-tensors) with each of --students (default 10, 100, 500; a class already timed is not
 timed again). nbgrader
@@ -52,7 +56,9 @@ def make_class(lesson: str, students: int, folder: Path) -> Path:
 def with_nbgrader(lesson: str, submissions: Path, root: Path) -> tuple[float, int]:
     """Seconds for nbgrader's autograde + generate_feedback of the class; students at full marks."""
     course = CourseFolder(root)
+    start = time.monotonic()
     course.release(lesson)
+    release = time.monotonic() - start
     students = sorted(p.name for p in submissions.iterdir())
     for student in students:
         course.submit(student, lesson, nbformat.read(submissions / student / f"{lesson}.ipynb", as_version=4))
@@ -61,15 +67,16 @@ def with_nbgrader(lesson: str, submissions: Path, root: Path) -> tuple[float, in
     nbgrader("generate_feedback", lesson, cwd=course.root)
     seconds = time.monotonic() - start
     results = [course.result(lesson, s) for s in students]
-    return seconds, sum(r.status == "graded" and r.score == r.max_score > 0 for r in results)
+    return seconds, release + seconds, sum(r.status == "graded" and r.score == r.max_score > 0 for r in results)
 
 
-def with_course(lesson: str, submissions: Path, root: Path, jobs: int | None) -> tuple[float, int, dict]:
-    """Seconds for the grade command's workers, grading, feedback and merge; students at full marks."""
+def with_course(lesson: str, submissions: Path, root: Path, jobs: int | None) -> tuple[float, float, int, dict]:
+    """Seconds for the grade command's workers, grading, feedback and merge, and for the whole command;
+    students at full marks."""
     summary = grade(lesson, submissions, root, jobs=jobs, progress=False)
     full = sum(r.status == "graded" and r.score == r.max_score > 0 for r in summary.results.values())
     seconds = sum(summary.seconds[phase] for phase in ("start workers", "grading", "merge"))
-    return seconds, full, {k: round(v, 1) for k, v in summary.seconds.items()}
+    return seconds, sum(summary.seconds.values()), full, {k: round(v, 1) for k, v in summary.seconds.items()}
 
 
 def bench(lesson: str, students: int, jobs: int | None, run_nbgrader: bool) -> dict:
@@ -77,12 +84,12 @@ def bench(lesson: str, students: int, jobs: int | None, run_nbgrader: bool) -> d
         submissions = make_class(lesson, students, Path(tmp) / "class")
         run = {"lesson": lesson, "students": students, "load_average_before": round(os.getloadavg()[0], 2)}
         if run_nbgrader:
-            seconds, full = with_nbgrader(lesson, submissions, Path(tmp) / "nbgrader")
+            seconds, whole, full = with_nbgrader(lesson, submissions, Path(tmp) / "nbgrader")
             run["nbgrader"] = {"seconds": round(seconds, 1), "per_submission": round(seconds / students, 2),
-                               "full_marks": full}
-        seconds, full, phases = with_course(lesson, submissions, Path(tmp) / "course", jobs)
+                               "whole_seconds": round(whole, 1), "full_marks": full}
+        seconds, whole, full, phases = with_course(lesson, submissions, Path(tmp) / "course", jobs)
         run["course"] = {"seconds": round(seconds, 1), "per_submission": round(seconds / students, 2),
-                         "full_marks": full, "phases": phases}
+                         "whole_seconds": round(whole, 1), "full_marks": full, "phases": phases}
     return run
 
 
@@ -96,11 +103,15 @@ def row(run: dict) -> list[str]:
 
     nb, course = run.get("nbgrader"), run["course"]
     ratio = f"{nb['per_submission'] / course['per_submission']:.1f}x" if nb else ""
-    return [run["lesson"], str(run["students"]), *cells(nb), *cells(course), ratio, f"{run['load_average_before']:.2f}"]
+    whole = f"{course['whole_seconds']:.1f}"
+    if nb:
+        whole = f"{nb['whole_seconds']:.1f} / {whole} = {nb['whole_seconds'] / course['whole_seconds']:.1f}x"
+    return [run["lesson"], str(run["students"]), *cells(nb), *cells(course), ratio, whole,
+            f"{run['load_average_before']:.2f}"]
 
 
 HEADER = ["lesson", "students", "nbgrader s", "nbgrader s/submission", "course s", "course s/submission",
-          "speed-up", "load before"]
+          "speed-up", "whole commands, s", "load before"]
 
 
 def add_arguments(parser: argparse.ArgumentParser, lesson_type) -> None:
@@ -148,8 +159,11 @@ def write(machine: dict, runs: list[dict]) -> None:
              "`nbgrader generate_feedback` (one student after another, no sandbox; each command started as the course "
              "starts nbgrader's, `course.lessons.NBGRADER`); *course* is `python -m course "
              "grade` (one Dask worker per core, each kernel sandboxed), from starting its workers to the last "
-             "student's grades and feedback merged into the course folder. *Seconds per submission*: wall time "
+             "student's grades and feedback merged into the course folder (its fork server starts earlier, while "
+             "nbgrader records the lesson's gradebook). *Seconds per submission*: wall time "
              "divided by the students. *Speed-up*: nbgrader's seconds per submission over the course's. "
+             "*Whole commands*: nbgrader's `generate_assignment`, `autograde` and `generate_feedback` against the "
+             "whole `grade` command (collecting, the gradebook, grading, the grades CSV and the class report). "
              "*Load before*: the machine's load average before the class, i.e. what else it was doing.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row(r)) + " |" for r in runs]

@@ -15,7 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course import cells
+from course import cells, grading
+from course.bench_grading import make_class
 from course.grading import CourseFolder, forkserver, lesson_limits, worker
 from course.paths import student_notebook
 
@@ -119,3 +120,30 @@ server.start()
 print(server.home, server.process.pid, flush=True)
 time.sleep(600)
 """
+
+
+def test_the_grade_command_starts_its_fork_server_before_the_gradebook_and_stops_it(tmp_path, monkeypatch):
+    """Its imports go on while nbgrader records the gradebook; the workers use it; nothing is left after."""
+    if forkserver.unavailable():
+        pytest.skip(f"kernels are not forked here: {forkserver.unavailable()}")
+    events, homes = [], []
+    start, release = forkserver.ForkServer.start, CourseFolder.release
+
+    def starting(server):
+        start(server)
+        if server.home not in homes:
+            homes.append(server.home)
+            events.append("fork server")
+
+    monkeypatch.setattr(forkserver.ForkServer, "start", starting)
+    monkeypatch.setattr(CourseFolder, "release", lambda *args: events.append("gradebook") or release(*args))
+    submissions = make_class(LESSON, 2, tmp_path / "class")
+    first = grading.grade(LESSON, submissions, tmp_path / "course", progress=False)
+    assert {s: (o.status, o.reason) for s, o in first.run.outcomes.items()} == {
+        s: ("graded", "") for s in ("student000", "student001")}
+    assert all(r.score == r.max_score > 0 for r in first.results.values())
+    assert events == ["fork server", "gradebook"], "one fork server, started before the gradebook, served the class"
+    again = grading.grade(LESSON, submissions, tmp_path / "course", progress=False)  # nobody to grade
+    assert not again.run.outcomes and events == ["fork server", "gradebook", "fork server"]
+    left = [home for home in homes if Path(home).exists()]
+    assert not left, f"fork server folders left after grading: {left}"

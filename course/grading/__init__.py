@@ -28,10 +28,11 @@ import nbformat
 
 from course.cells import imported_modules
 from course.data import sha256
+from course.grading import forkserver
 from course.grading.collect import check_submission, checksum, collect, submission_files
 from course.grading.merge import CourseFolder, Result, write_config
 from course.grading.sandbox import Limits, describe_protections
-from course.grading.worker import Job, Outcome
+from course.grading.worker import Job, Outcome, new_fork_server
 from course.paths import ROOT, solution_notebook
 
 __all__ = ["CourseFolder", "Result", "Limits", "grade", "grade_students", "add_arguments", "command"]
@@ -73,8 +74,11 @@ class Run:
 
 def grade_students(course: CourseFolder, lesson: str, students: list[str], engine=None, *,
                    scheduler: str | None = None, workers: int | None = None, cell_timeout: int | None = None,
-                   limits: Limits | None = None, progress: bool = False) -> Run:
-    """Grade students whose submissions are in the course's submitted/ folder; merge the results."""
+                   limits: Limits | None = None, progress: bool = False, fork_server=None) -> Run:
+    """Grade students whose submissions are in the course's submitted/ folder; merge the results.
+
+    Without ``engine``, a local cluster for these jobs (or ``scheduler``'s), with ``fork_server`` if one was
+    started already (early_fork_server)."""
     from course.grading.engine import Engine
 
     run = Run()
@@ -94,7 +98,7 @@ def grade_students(course: CourseFolder, lesson: str, students: list[str], engin
         return run
     start = time.monotonic()
     own = engine is None
-    engine = Engine(scheduler, workers, modules) if own else engine
+    engine = Engine(scheduler, workers, modules, fork_server) if own else engine
     if own:
         engine.__enter__()
     try:
@@ -173,17 +177,24 @@ def grade(lesson: str, submissions: Path | None, course_dir: Path = ROOT, *, for
     students = (collect(lesson, submissions, course.root, write_config) if submissions
                 else sorted(p.parent.name for p in (course.root / "submitted").glob(f"*/{lesson}") if p.is_dir()))
     seconds["collect"] = time.monotonic() - start
-    source = sha256(solution_notebook(lesson))
-    if record.get("source") != source or not course.has(lesson):
-        course.release(lesson)
-        record["source"] = source
-    seconds["gradebook"] = time.monotonic() - start - seconds["collect"]
-    done = record.setdefault("students", {})
-    now = {s: {"checksum": checksum(submission_files(course.submitted(s, lesson))), "source": source} for s in students}
-    todo = [s for s in students if force or {k: done.get(s, {}).get(k) for k in now[s]} != now[s]
-            or done[s].get("status") != "failed" and course.result(lesson, s).status != "graded"]
-    run = grade_students(course, lesson, todo, engine, scheduler=scheduler, workers=jobs, cell_timeout=cell_timeout,
-                         limits=lesson_limits(lesson, memory_gib), progress=progress)
+    fork_server = early_fork_server(lesson) if students and engine is None and not scheduler else None
+    try:
+        source = sha256(solution_notebook(lesson))
+        if record.get("source") != source or not course.has(lesson):
+            course.release(lesson)
+            record["source"] = source
+        seconds["gradebook"] = time.monotonic() - start - seconds["collect"]
+        done = record.setdefault("students", {})
+        now = {s: {"checksum": checksum(submission_files(course.submitted(s, lesson))), "source": source}
+               for s in students}
+        todo = [s for s in students if force or {k: done.get(s, {}).get(k) for k in now[s]} != now[s]
+                or done[s].get("status") != "failed" and course.result(lesson, s).status != "graded"]
+        run = grade_students(course, lesson, todo, engine, scheduler=scheduler, workers=jobs,
+                             cell_timeout=cell_timeout, limits=lesson_limits(lesson, memory_gib), progress=progress,
+                             fork_server=fork_server)
+    finally:
+        if fork_server:  # the engine stopped it already, unless nobody was graded
+            fork_server.stop()
     seconds.update(run.seconds)
     start = time.monotonic()
     for student, outcome in run.outcomes.items():
@@ -201,6 +212,16 @@ def grade(lesson: str, submissions: Path | None, course_dir: Path = ROOT, *, for
     summary = Summary(lesson, course, {s: everyone[s] for s in students}, run, seconds, csv, report)
     (out / "summary.txt").write_text(summary.text() + "\n")
     return summary
+
+
+def early_fork_server(lesson: str):
+    """The local fork server for kernels of ``lesson``, started now where kernels can be forked (else None):
+    its imports (2-4 s of CPU) go on while nbgrader records the gradebook, which leaves a core idle."""
+    if forkserver.unavailable():
+        return None
+    server = new_fork_server().serving(imported_modules(lesson))
+    server.start()
+    return server
 
 
 def add_grading_options(parser: argparse.ArgumentParser) -> None:

@@ -14,11 +14,11 @@ data and returns its results as data.
 
 Every worker imports nbgrader once, before its first job. The workers of the local cluster fork
 their kernels from one fork server (forkserver.py) that this process starts first, so that the
-lesson's imports go on while the workers start; a cluster's workers elsewhere each have their
-own. A job that fails for a reason that is not the student's (``NotTheStudentsFault``) is
-retried; a worker that is lost takes no grade with it: the scheduler runs its job again on
-another worker. A job that still cannot run is reported ``not graded``, never as the student's
-failure.
+lesson's imports go on while the workers start (the grade command starts it earlier still, while
+nbgrader records the lesson's gradebook); a cluster's workers elsewhere each have their own. A
+job that fails for a reason that is not the student's (``NotTheStudentsFault``) is retried; a
+worker that is lost takes no grade with it: the scheduler runs its job again on another worker.
+A job that still cannot run is reported ``not graded``, never as the student's failure.
 """
 
 import dataclasses
@@ -37,10 +37,14 @@ class ClusterUnreachable(Exception):
 
 
 class Engine:
-    def __init__(self, scheduler: str | None = None, workers: int | None = None, modules: frozenset[str] = frozenset()):
-        """``modules``: what the lessons to grade import (cells.imported_modules), for the fork server to preload."""
+    def __init__(self, scheduler: str | None = None, workers: int | None = None, modules: frozenset[str] = frozenset(),
+                 fork_server: forkserver.ForkServer | None = None):
+        """``modules``: what the lessons to grade import (cells.imported_modules), for the fork server to preload;
+        ``fork_server``: one started already (the grade command starts it before the gradebook phase), now the
+        engine's to stop."""
         self.scheduler, self.workers, self.modules = scheduler, workers, modules
-        self.cluster = self.client = self.gateway_cluster = self.fork_server = None
+        self.cluster = self.client = self.gateway_cluster = None
+        self.fork_server = fork_server
 
     def __enter__(self) -> "Engine":
         import dask
@@ -64,7 +68,7 @@ class Engine:
             # (each kernel gets an environment of its own, worker.kernel_env): none is set, even when a
             # nanny restarts its worker, and what Dask writes anyway is undone.
             if not forkserver.unavailable():
-                self.fork_server = new_fork_server()
+                self.fork_server = self.fork_server or new_fork_server()
                 self._serve(self.modules)  # first: its imports go on while the workers start
             environ = dict(os.environ)
             with dask.config.set({"distributed.nanny.pre-spawn-environ": {}, "distributed.scheduler.http.routes": [],
