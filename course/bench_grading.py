@@ -53,8 +53,9 @@ def make_class(lesson: str, students: int, folder: Path) -> Path:
     return folder
 
 
-def with_nbgrader(lesson: str, submissions: Path, root: Path) -> tuple[float, int]:
-    """Seconds for nbgrader's autograde + generate_feedback of the class; students at full marks."""
+def with_nbgrader(lesson: str, submissions: Path, root: Path) -> tuple[float, float, int]:
+    """Seconds for nbgrader's autograde + generate_feedback of the class, and with generate_assignment too;
+    students at full marks."""
     course = CourseFolder(root)
     start = time.monotonic()
     course.release(lesson)

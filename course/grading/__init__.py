@@ -28,11 +28,10 @@ import nbformat
 
 from course.cells import imported_modules
 from course.data import sha256
-from course.grading import forkserver
 from course.grading.collect import check_submission, checksum, collect, submission_files
 from course.grading.merge import CourseFolder, Result, write_config
 from course.grading.sandbox import Limits, describe_protections
-from course.grading.worker import Job, Outcome, new_fork_server
+from course.grading.worker import Job, Outcome
 from course.paths import ROOT, solution_notebook
 
 __all__ = ["CourseFolder", "Result", "Limits", "grade", "grade_students", "add_arguments", "command"]
@@ -78,7 +77,7 @@ def grade_students(course: CourseFolder, lesson: str, students: list[str], engin
     """Grade students whose submissions are in the course's submitted/ folder; merge the results.
 
     Without ``engine``, a local cluster for these jobs (or ``scheduler``'s), with ``fork_server`` if one was
-    started already (early_fork_server)."""
+    started already (engine.local_fork_server)."""
     from course.grading.engine import Engine
 
     run = Run()
@@ -165,6 +164,7 @@ def grade(lesson: str, submissions: Path | None, course_dir: Path = ROOT, *, for
     """Collect, autograde, write feedback, grades CSV and class report: the `grade` command.
 
     Without ``submissions``, what the course folder's submitted/ holds (nbgrader collect puts them there)."""
+    from course.grading.engine import local_fork_server
     from course.grading.report import class_report, grades_table
 
     seconds: dict[str, float] = {}
@@ -177,7 +177,8 @@ def grade(lesson: str, submissions: Path | None, course_dir: Path = ROOT, *, for
     students = (collect(lesson, submissions, course.root, write_config) if submissions
                 else sorted(p.parent.name for p in (course.root / "submitted").glob(f"*/{lesson}") if p.is_dir()))
     seconds["collect"] = time.monotonic() - start
-    fork_server = early_fork_server(lesson) if students and engine is None and not scheduler else None
+    # The fork server's imports (2-4 s of CPU) go on while nbgrader records the gradebook, which leaves a core idle.
+    fork_server = local_fork_server(imported_modules(lesson)) if students and engine is None and not scheduler else None
     try:
         source = sha256(solution_notebook(lesson))
         if record.get("source") != source or not course.has(lesson):
@@ -212,16 +213,6 @@ def grade(lesson: str, submissions: Path | None, course_dir: Path = ROOT, *, for
     summary = Summary(lesson, course, {s: everyone[s] for s in students}, run, seconds, csv, report)
     (out / "summary.txt").write_text(summary.text() + "\n")
     return summary
-
-
-def early_fork_server(lesson: str):
-    """The local fork server for kernels of ``lesson``, started now where kernels can be forked (else None):
-    its imports (2-4 s of CPU) go on while nbgrader records the gradebook, which leaves a core idle."""
-    if forkserver.unavailable():
-        return None
-    server = new_fork_server().serving(imported_modules(lesson))
-    server.start()
-    return server
 
 
 def add_grading_options(parser: argparse.ArgumentParser) -> None:

@@ -67,9 +67,7 @@ class Engine:
             # a notebook run from here afterwards trained three times slower. The workers need none
             # (each kernel gets an environment of its own, worker.kernel_env): none is set, even when a
             # nanny restarts its worker, and what Dask writes anyway is undone.
-            if not forkserver.unavailable():
-                self.fork_server = self.fork_server or new_fork_server()
-                self._serve(self.modules)  # first: its imports go on while the workers start
+            self.fork_server = local_fork_server(self.modules, self.fork_server)  # first: it imports meanwhile
             environ = dict(os.environ)
             with dask.config.set({"distributed.nanny.pre-spawn-environ": {}, "distributed.scheduler.http.routes": [],
                                   "distributed.worker.http.routes": []}):
@@ -95,11 +93,6 @@ class Engine:
         if self.fork_server:
             self.fork_server.stop()
 
-    def _serve(self, modules: frozenset[str]) -> None:
-        """Have the local fork server running, preloading what lessons that import ``modules`` call for."""
-        self.fork_server = self.fork_server.serving(modules)
-        self.fork_server.start()
-
     @property
     def size(self) -> int:
         """How many jobs run at once."""
@@ -111,7 +104,7 @@ class Engine:
         from tqdm import tqdm
 
         if self.fork_server:
-            self._serve(frozenset().union(*(job.modules for job in jobs)))
+            self.fork_server = local_fork_server(frozenset().union(*(job.modules for job in jobs)), self.fork_server)
             jobs = [dataclasses.replace(job, fork_server=self.fork_server.address) for job in jobs]
         futures = {self.client.submit(grade_job, job, key=f"grade-{job.lesson}-{job.student}-{id(job)}",
                                       retries=RETRIES, pure=False): job for job in jobs}
@@ -127,6 +120,16 @@ class Engine:
                     outcome = not_graded(job, f"{type(error).__name__}: {error}")
                 bar.update(1)
                 yield outcome
+
+
+def local_fork_server(modules: frozenset[str], server: forkserver.ForkServer | None = None):
+    """This machine's fork server, running and preloading what lessons that import ``modules`` call for:
+    ``server`` if it does, else a new one (``server`` stopped); None where kernels are not forked."""
+    if forkserver.unavailable():
+        return None
+    server = (server or new_fork_server()).serving(modules)
+    server.start()
+    return server
 
 
 def gateway_cluster(address: str):
